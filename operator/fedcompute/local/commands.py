@@ -114,7 +114,9 @@ def _list(args: argparse.Namespace) -> int:
     rows = [("NAME", "SERVER", "STATUS", "KWOK", "KUBECONFIG")]
     for c in clusters:
         d = cluster.describe(c)
-        rows.append((c.name, d["server"], d["status"], "yes" if d["kwok"] else "no", d["kubeconfig"]))
+        rows.append(
+            (c.name, d["server"], d["status"], "yes" if d["kwok"] else "no", d["kubeconfig"])
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         print("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())

@@ -7,6 +7,7 @@ the cluster's state directory.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -45,10 +46,8 @@ def terminate(pids: Iterable[int], marker: str, *, grace: float = 10.0) -> None:
     """SIGTERM the processes still ours, then SIGKILL whatever is left after ``grace``."""
     targets = [p for p in pids if is_ours(p, marker)]
     for pid in targets:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline:
         targets = [p for p in targets if is_ours(p, marker)]
@@ -56,10 +55,8 @@ def terminate(pids: Iterable[int], marker: str, *, grace: float = 10.0) -> None:
             return
         time.sleep(0.05)
     for pid in targets:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline and any(is_ours(p, marker) for p in targets):
         time.sleep(0.05)

@@ -46,7 +46,7 @@ def _wait_http(url: str, *, context: ssl.SSLContext | None, timeout: float) -> N
             with urllib.request.urlopen(url, timeout=2, context=context) as r:  # noqa: S310
                 if r.status == 200:
                     return
-        except Exception as exc:  # noqa: BLE001 - any failure means "not yet"
+        except Exception as exc:
             last = exc
         time.sleep(0.2)
     raise TimeoutError(f"{url} not healthy after {timeout:.0f}s: {last}")
@@ -169,19 +169,19 @@ def run(directory: Path) -> int:
                 break
             time.sleep(0.3)
         record("stopping")
-    except Exception as exc:  # noqa: BLE001 - report any start failure through state.json
+    except Exception as exc:  # report any start failure through state.json
         record("failed", str(exc))
         code = 1
     finally:
         for name in ("kwok", "kube-apiserver", "etcd"):
-            proc = children.get(name)
-            if proc is not None and proc.poll() is None:
-                proc.terminate()
+            child = children.get(name)
+            if child is not None and child.poll() is None:
+                child.terminate()
                 try:
-                    proc.wait(timeout=15)
+                    child.wait(timeout=15)
                 except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+                    child.kill()
+                    child.wait()
         if code == 0:
             record("stopped")
     return code

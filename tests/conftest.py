@@ -1,0 +1,59 @@
+"""Shared fixtures: real local control planes started by the project's own harness.
+
+``host`` is one cluster for the whole session; ``member_cluster`` starts further
+clusters (with kwok nodes) for one test and stops them afterwards. Every cluster is tied
+to this test process, so an interrupted run leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from fedcompute.local import cluster
+
+PREFIX = f"t{os.getpid()}"
+
+
+def start_cluster(name: str, **kwargs: object) -> cluster.Cluster:
+    """Start a uniquely named cluster owned by this test process."""
+    return cluster.up(f"{PREFIX}-{name}", owner_pid=os.getpid(), **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+def host() -> Iterator[cluster.Cluster]:
+    """The host control plane shared by the session (kwok available, no nodes)."""
+    c = start_cluster("host", with_kwok=True)
+    yield c
+    cluster.down(c.name)
+
+
+MemberFactory = Callable[..., cluster.Cluster]
+
+
+@pytest.fixture
+def member_cluster() -> Iterator[MemberFactory]:
+    """Factory for member clusters with simulated nodes; all stopped after the test."""
+    created: list[cluster.Cluster] = []
+
+    def make(
+        name: str,
+        *,
+        nodes: int = 0,
+        node_cpu: str = "32",
+        node_memory: str = "256Gi",
+        node_gpus: int = 0,
+        gpu_model: str = "NVIDIA-A100-SXM4-80GB",
+    ) -> cluster.Cluster:
+        shape = cluster.NodeShape(
+            cpu=node_cpu, memory=node_memory, gpus=node_gpus, gpu_model=gpu_model
+        )
+        c = start_cluster(name, nodes=nodes, shape=shape, with_kwok=True)
+        created.append(c)
+        return c
+
+    yield make
+    for c in created:
+        cluster.down(c.name)
