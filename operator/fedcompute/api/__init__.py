@@ -1,0 +1,12 @@
+"""The public API of fedcompute: the ComputeProvider and RegionPool custom resources.
+
+The pydantic models in :mod:`fedcompute.api.provider` and :mod:`fedcompute.api.pool` are the
+single source of truth. The CustomResourceDefinitions (:mod:`fedcompute.api.crds`) and the
+offline validator (:mod:`fedcompute.api.validation`) are derived from them, so a rule is written
+once. Everything here is pure: no API clients, no I/O beyond what the CLI commands do.
+"""
+
+GROUP = "fedcompute.io"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+CATEGORY = "fedcompute"
