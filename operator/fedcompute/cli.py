@@ -18,6 +18,7 @@ from fedcompute import __version__
 # parser sets ``func(args) -> int``.
 COMMAND_MODULES: tuple[str, ...] = (
     "fedcompute.local.commands",
+    "fedcompute.api.commands",
 )
 
 

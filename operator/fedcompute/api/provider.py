@@ -14,7 +14,7 @@ from pydantic import ConfigDict, Field
 from fedcompute.api import API_VERSION, CATEGORY
 from fedcompute.api.common import (
     CONDITIONS_FIELD_EXTRA,
-    SECRET_KEY_PATTERN,
+    DATA_KEY_PATTERN,
     Condition,
     DnsLabel,
     DnsSubdomain,
@@ -70,8 +70,8 @@ class Reason:
     STATIC_INVENTORY: Final = "StaticInventory"
     COLLECTION_SUCCEEDED: Final = "CollectionSucceeded"
     COLLECTION_FAILED: Final = "CollectionFailed"
-    SECRET_NOT_FOUND: Final = "SecretNotFound"  # noqa: S105
-    SECRET_KEY_MISSING: Final = "SecretKeyMissing"  # noqa: S105
+    KUBECONFIG_MISSING: Final = "SecretNotFound"
+    KUBECONFIG_KEY_MISSING: Final = "SecretKeyMissing"
     INVALID_KUBECONFIG: Final = "InvalidKubeconfig"
     MEMBER_UNREACHABLE: Final = "MemberUnreachable"
     MEMBER_FORBIDDEN: Final = "MemberForbidden"
@@ -90,7 +90,7 @@ class KubeconfigSecretRef(WireModel):
         default=DEFAULT_KUBECONFIG_KEY,
         min_length=1,
         max_length=253,
-        pattern=SECRET_KEY_PATTERN,
+        pattern=DATA_KEY_PATTERN,
         description="Key within the Secret whose value is the kubeconfig.",
     )
 
