@@ -1,0 +1,62 @@
+"""Which RegionPool claims which ComputeProvider. Pure.
+
+A provider matches a pool when the pool's spec selects it (region and labels). Among
+matching pools the highest ``priority`` wins; ties go to the pool whose name sorts first.
+Pools being deleted claim nothing, so their providers fall to the next pool at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from fedcompute.api.pool import RegionPool
+from fedcompute.api.provider import ComputeProvider
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The pool that claims a provider, and the other pools that also matched."""
+
+    pool: str
+    priority: int
+    contenders: tuple[str, ...] = ()
+
+
+def ranked(pools: Iterable[RegionPool]) -> list[RegionPool]:
+    """Pools in claiming order: priority descending, then name ascending."""
+    return sorted(pools, key=lambda p: (-p.spec.priority, p.name))
+
+
+def claim_all(
+    providers: Iterable[ComputeProvider],
+    pools: Iterable[RegionPool],
+    *,
+    deleting: Iterable[str] = (),
+) -> dict[str, Claim | None]:
+    """Map every provider name to its claim (None when no pool selects it)."""
+    gone = set(deleting)
+    order = [p for p in ranked(pools) if p.name not in gone]
+    result: dict[str, Claim | None] = {}
+    for provider in providers:
+        labels = provider.metadata.labels or {}
+        matching = [p for p in order if p.spec.selects(region=provider.spec.region, labels=labels)]
+        if provider.name in gone or not matching:
+            result[provider.name] = None
+            continue
+        winner = matching[0]
+        result[provider.name] = Claim(
+            pool=winner.name,
+            priority=winner.spec.priority,
+            contenders=tuple(p.name for p in matching[1:]),
+        )
+    return result
+
+
+def by_pool(claims: Mapping[str, Claim | None]) -> dict[str, list[str]]:
+    """Invert claims: pool name -> sorted provider names."""
+    pools: dict[str, list[str]] = {}
+    for provider, claim in sorted(claims.items()):
+        if claim is not None:
+            pools.setdefault(claim.pool, []).append(provider)
+    return pools

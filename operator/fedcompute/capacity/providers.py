@@ -1,0 +1,284 @@
+"""One provider's desired status from its spec, its last collections and its claim. Pure.
+
+The rules that make the figures honest live here:
+
+* a failed collection never zeroes the figures: the last good inventory stays, with
+  ``Collected=False`` and the failure's reason;
+* once ``staleAfter`` passes without a good collection, ``Ready=False`` reason ``Stale``;
+* ``lastCollectionTime`` moves only when something else in the status changes, so a
+  provider whose figures hold still costs no status writes (the metric
+  ``fedcompute_provider_last_collection_timestamp_seconds`` carries every collection).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Final
+
+from fedcompute.api.common import (
+    FALSE,
+    TRUE,
+    UNKNOWN,
+    Condition,
+    ReadyCount,
+    TflopsByPrecision,
+    set_condition,
+)
+from fedcompute.api.common import format_duration as fmt_duration
+from fedcompute.api.provider import (
+    ComputeProvider,
+    ComputeProviderStatus,
+    ConditionType,
+    ProviderAcceleratorStatus,
+)
+from fedcompute.capacity import inventory
+from fedcompute.capacity.claims import Claim
+from fedcompute.quantities import Quantities
+
+
+class Reason:
+    """Reasons of the provider conditions the operator writes."""
+
+    # Collected
+    STATIC_INVENTORY: Final = "StaticInventory"
+    COLLECTED: Final = "Collected"
+    PENDING: Final = "Pending"
+    UNREACHABLE: Final = "Unreachable"
+    UNAUTHORIZED: Final = "Unauthorized"
+    TIMEOUT: Final = "Timeout"
+    INVALID_KUBECONFIG: Final = "InvalidKubeconfig"
+    INSECURE_KUBECONFIG: Final = "InsecureKubeconfig"
+    SECRET_NOT_FOUND: Final = "SecretNotFound"
+    INVALID_INVENTORY: Final = "InvalidInventory"
+    # Ready
+    FRESH: Final = "Fresh"
+    STALE: Final = "Stale"
+    NO_READY_NODES: Final = "NoReadyNodes"
+    # Claimed
+    CLAIMED: Final = "Claimed"
+    NO_MATCHING_POOL: Final = "NoMatchingPool"
+
+
+@dataclass(frozen=True)
+class Collection:
+    """What the collector last learned about a member-cluster provider."""
+
+    inventory: inventory.MemberInventory | None = None
+    """The last good inventory (kept across failures)."""
+    succeeded_at: datetime | None = None
+    """When ``inventory`` was collected."""
+    attempted_at: datetime | None = None
+    error_reason: str | None = None
+    """Reason of the last attempt's failure; None when it succeeded."""
+    error_message: str = ""
+
+    def failed(self, at: datetime, reason: str, message: str) -> Collection:
+        """The same figures, with a failed attempt recorded."""
+        return Collection(self.inventory, self.succeeded_at, at, reason, message)
+
+
+@dataclass(frozen=True)
+class ProviderView:
+    """A provider's desired status plus the facts pools and nodes are built from."""
+
+    name: str
+    region: str
+    ready: bool
+    """Ready: figures are fresh (or static)."""
+    offered: bool
+    """Ready and schedulable: counts toward its pool's allocatable and available."""
+    claim: Claim | None
+    status: ComputeProviderStatus
+    capacity: Quantities = field(default_factory=dict)
+    allocatable: Quantities = field(default_factory=dict)
+    allocated: Quantities = field(default_factory=dict)
+    available: Quantities = field(default_factory=dict)
+    accelerators: tuple[inventory.AcceleratorInventory, ...] = ()
+    compute_power: Quantities = field(default_factory=dict)
+    ready_reason: str = ""
+    ready_message: str = ""
+
+    @property
+    def has_figures(self) -> bool:
+        """Whether any good inventory is known."""
+        return self.status.capacity is not None
+
+
+def static_inventory(provider: ComputeProvider) -> inventory.MemberInventory:
+    """Figures of a statically declared provider."""
+    static = provider.spec.source.static
+    assert static is not None
+    declared = [
+        inventory.DeclaredAccelerator(a.model, a.count, a.resource_name)
+        for a in static.accelerators or []
+    ]
+    return inventory.summarize_static(
+        static.resources,
+        declared,
+        provider.spec.reserved or {},
+        static.node_count or 0,
+    )
+
+
+def static_compute_power(provider: ComputeProvider) -> Quantities:
+    """Sum of count x tflopsPerDevice per precision over the declared accelerators."""
+    static = provider.spec.source.static
+    if static is None:
+        return {}
+    return inventory.compute_power(
+        (a.count, a.tflops_per_device.as_dict())
+        for a in static.accelerators or []
+        if a.tflops_per_device is not None
+    )
+
+
+def _accelerator_status(
+    devices: tuple[inventory.AcceleratorInventory, ...],
+) -> list[ProviderAcceleratorStatus]:
+    merged: dict[str, ProviderAcceleratorStatus] = {}
+    for d in devices:
+        # One entry per model (the status list is keyed by model).
+        prior = merged.get(d.model)
+        if prior is None:
+            merged[d.model] = ProviderAcceleratorStatus(
+                model=d.model,
+                resource_name=d.resource_name,
+                count=d.allocatable,
+                allocated=d.allocated,
+                available=d.available,
+            )
+        else:
+            merged[d.model] = prior.model_copy(
+                update={
+                    "count": prior.count + d.allocatable,
+                    "allocated": prior.allocated + d.allocated,
+                    "available": prior.available + d.available,
+                }
+            )
+    return [merged[m] for m in sorted(merged)]
+
+
+def plan_provider(
+    provider: ComputeProvider,
+    *,
+    collection: Collection | None,
+    claim: Claim | None,
+    now: datetime,
+) -> ProviderView:
+    """Desired status of ``provider``; keeps transition times of unchanged conditions."""
+    spec = provider.spec
+    previous = provider.status or ComputeProviderStatus()
+    generation = provider.metadata.generation
+    conditions: list[Condition] = list(previous.conditions or [])
+
+    def condition(type_: str, status: str, reason: str, message: str) -> None:
+        nonlocal conditions
+        conditions = set_condition(
+            conditions,
+            type_=type_,
+            status=status,  # type: ignore[arg-type]
+            reason=reason,
+            message=message,
+            observed_generation=generation,
+            now=now,
+        )
+
+    figures: inventory.MemberInventory | None
+    power: Quantities = {}
+    succeeded_at: datetime | None
+    if spec.source.static is not None:
+        figures = static_inventory(provider)
+        power = static_compute_power(provider)
+        succeeded_at = now
+        condition(
+            ConditionType.COLLECTED, TRUE, Reason.STATIC_INVENTORY, "inventory declared in spec"
+        )
+        ready, ready_reason, ready_message = True, Reason.STATIC_INVENTORY, "static inventory"
+    else:
+        c = collection or Collection()
+        figures, succeeded_at = c.inventory, c.succeeded_at
+        if c.error_reason is not None:
+            condition(ConditionType.COLLECTED, FALSE, c.error_reason, c.error_message)
+        elif c.succeeded_at is not None:
+            condition(ConditionType.COLLECTED, TRUE, Reason.COLLECTED, "member cluster collected")
+        else:
+            condition(ConditionType.COLLECTED, UNKNOWN, Reason.PENDING, "not collected yet")
+        stale_after = spec.monitoring.stale_after
+        if c.succeeded_at is None:
+            if c.error_reason is not None:
+                ready, ready_reason = False, c.error_reason
+                ready_message = f"never collected: {c.error_message}"
+            else:
+                ready, ready_reason, ready_message = False, Reason.PENDING, "not collected yet"
+        elif now - c.succeeded_at > timedelta(seconds=stale_after):
+            ready, ready_reason = False, Reason.STALE
+            ready_message = (
+                f"no good collection for more than {fmt_duration(stale_after)} "
+                f"(last at {c.succeeded_at.strftime('%Y-%m-%dT%H:%M:%SZ')})"
+            )
+        elif figures is not None and figures.nodes_ready == 0:
+            ready, ready_reason = False, Reason.NO_READY_NODES
+            ready_message = f"none of the member's {figures.nodes_total} selected nodes is Ready"
+        else:
+            ready, ready_reason = True, Reason.FRESH
+            ready_message = f"collected within staleAfter ({fmt_duration(stale_after)})"
+
+    if ready:
+        condition(ConditionType.READY, TRUE, ready_reason, ready_message)
+    elif ready_reason == Reason.PENDING:
+        condition(ConditionType.READY, UNKNOWN, ready_reason, ready_message)
+    else:
+        condition(ConditionType.READY, FALSE, ready_reason, ready_message)
+
+    if claim is not None:
+        message = f"claimed by RegionPool {claim.pool} (priority {claim.priority})"
+        if claim.contenders:
+            message += f"; also matched by {', '.join(claim.contenders[:5])}"
+        condition(ConditionType.CLAIMED, TRUE, Reason.CLAIMED, message)
+    else:
+        condition(ConditionType.CLAIMED, FALSE, Reason.NO_MATCHING_POOL, "no RegionPool selects it")
+
+    order = {ConditionType.READY: 0, ConditionType.COLLECTED: 1, ConditionType.CLAIMED: 2}
+    conditions.sort(key=lambda x: (order.get(x.type, 9), x.type))
+
+    fields: dict[str, Any] = {
+        "observed_generation": generation,
+        "conditions": conditions,
+        "pool": claim.pool if claim else None,
+        "last_collection_time": previous.last_collection_time,
+    }
+    if figures is not None:
+        devices = _accelerator_status(figures.accelerators)
+        fields.update(
+            capacity=dict(figures.capacity),
+            allocatable=dict(figures.allocatable),
+            allocated=dict(figures.allocated),
+            available=dict(figures.available),
+            accelerators=devices or None,
+            accelerator_count=sum(d.count for d in devices),
+            nodes=ReadyCount(total=figures.nodes_total, ready=figures.nodes_ready),
+            compute_power=TflopsByPrecision.from_dict(power) if power else None,
+        )
+    status = ComputeProviderStatus(**fields)
+    # lastCollectionTime moves only together with a real change (see module docstring).
+    if status.to_wire() != previous.to_wire() or previous.last_collection_time is None:
+        status = status.model_copy(update={"last_collection_time": succeeded_at})
+
+    offered = ready and not spec.unschedulable
+    return ProviderView(
+        name=provider.name,
+        region=spec.region,
+        ready=ready,
+        offered=offered,
+        claim=claim,
+        status=status,
+        capacity=dict(figures.capacity) if figures else {},
+        allocatable=dict(figures.allocatable) if figures else {},
+        allocated=dict(figures.allocated) if figures else {},
+        available=dict(figures.available) if figures else {},
+        accelerators=figures.accelerators if figures else (),
+        compute_power=power,
+        ready_reason=ready_reason,
+        ready_message=ready_message,
+    )

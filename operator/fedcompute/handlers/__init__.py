@@ -1,0 +1,1 @@
+"""Kopf wiring: thin handlers that feed the reconcile engine, and ``fedcompute run``."""

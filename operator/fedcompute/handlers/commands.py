@@ -1,0 +1,79 @@
+"""``fedcompute run``: the operator process."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from typing import Any
+
+from fedcompute.kube import kubeconfigs
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``run`` command."""
+    run = subparsers.add_parser(
+        "run",
+        help="run the operator (cluster-wide, for ComputeProviders and RegionPools)",
+        description="Run the fedcompute operator against a host cluster.",
+    )
+    run.add_argument("--kubeconfig", help="host cluster kubeconfig (default: in-cluster)")
+    run.add_argument(
+        "--namespace",
+        default=os.environ.get("POD_NAMESPACE") or "fedcompute-system",
+        help="where kubeconfig Secrets are read from, and nowhere else "
+        "(default: $POD_NAMESPACE, else fedcompute-system)",
+    )
+    run.add_argument("--health-port", type=int, help="serve liveness on :PORT/healthz")
+    run.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on :PORT/metrics")
+    mode = run.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--standalone", action="store_true", help="no peering: this process always acts (default)"
+    )
+    mode.add_argument(
+        "--peering", metavar="NAME", help="Kopf peering NAME: only one replica acts at a time"
+    )
+    run.add_argument(
+        "--deny-cidr",
+        action="append",
+        default=[],
+        metavar="CIDR",
+        help="refuse member API servers in this range too (repeatable; link-local and "
+        "cloud metadata addresses are always refused)",
+    )
+    run.add_argument("--verbose", action="store_true", help="debug logging")
+    run.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    import kopf
+
+    from fedcompute.handlers.operator import OperatorOptions, build_registry
+    from fedcompute.metrics import Metrics
+    from fedcompute.reconcile.engine import EngineSettings
+
+    try:
+        deny = kubeconfigs.deny_list(args.deny_cidr)
+    except ValueError as exc:
+        print(f"fedcompute run: --deny-cidr: {exc}")
+        return 2
+    kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat.PLAIN)
+    logging.getLogger("kubernetes").setLevel(logging.WARNING)
+    logging.getLogger("urllib3").setLevel(logging.WARNING)
+    options = OperatorOptions(
+        kubeconfig=args.kubeconfig,
+        settings=EngineSettings(namespace=args.namespace, deny_cidrs=deny),
+        metrics=Metrics(),
+        metrics_port=args.metrics_port,
+    )
+    kopf.run(
+        registry=build_registry(options),
+        clusterwide=True,
+        standalone=args.peering is None,
+        peering_name=args.peering,
+        liveness_endpoint=f"http://0.0.0.0:{args.health_port}/healthz"
+        if args.health_port
+        else None,
+        memo=kopf.Memo(),
+    )
+    return 0

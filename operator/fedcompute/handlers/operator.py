@@ -1,0 +1,98 @@
+"""The Kopf registry of the operator. Handlers only parse events and call the engine.
+
+The design is level-triggered on purpose: there are no on-create/on-update handlers,
+so Kopf keeps no progress or diff-base annotations on the users' objects. Watch events
+feed :class:`~fedcompute.reconcile.engine.Engine`, which owns finalizers, status,
+virtual nodes and leases.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import kopf
+
+from fedcompute.api import GROUP, VERSION
+from fedcompute.api.pool import PLURAL as POOL_PLURAL
+from fedcompute.api.provider import PLURAL as PROVIDER_PLURAL
+from fedcompute.kube.host import Host
+from fedcompute.metrics import Metrics
+from fedcompute.reconcile.engine import FINALIZER, Engine, EngineSettings
+
+log = logging.getLogger("fedcompute.operator")
+
+
+@dataclass
+class OperatorOptions:
+    """What ``fedcompute run`` was asked for."""
+
+    kubeconfig: str | None
+    settings: EngineSettings
+    metrics: Metrics
+    metrics_port: int | None = None
+
+
+def configure(settings: kopf.OperatorSettings) -> None:
+    """fedcompute's own finalizer and annotation prefixes, and events only for warnings."""
+    settings.persistence.finalizer = FINALIZER
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="fedcompute.io")
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix="fedcompute.io", key="last-handled-configuration"
+    )
+    settings.posting.level = logging.WARNING
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.networking.request_timeout = 60
+
+
+def build_registry(options: OperatorOptions) -> kopf.OperatorRegistry:
+    """All handlers, on a registry of their own (nothing is registered at import time)."""
+    registry = kopf.OperatorRegistry()
+
+    @kopf.on.login(registry=registry)
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        if options.kubeconfig:
+            os.environ["KUBECONFIG"] = options.kubeconfig
+            return kopf.login_with_kubeconfig(**kwargs)
+        return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+
+    @kopf.on.startup(registry=registry)
+    async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+        configure(settings)
+        host = Host.from_kubeconfig(
+            options.kubeconfig, pool_size=options.settings.write_concurrency * 2
+        )
+        engine = Engine(host, options.settings, metrics=options.metrics)
+        await engine.bootstrap()
+        engine.start()
+        memo["engine"] = engine
+        if options.metrics_port is not None:
+            from prometheus_client import start_http_server
+
+            start_http_server(options.metrics_port, registry=options.metrics.registry)
+            log.info("metrics on :%d/metrics", options.metrics_port)
+
+    @kopf.on.cleanup(registry=registry)
+    async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+        engine: Engine | None = memo.get("engine")
+        if engine is not None:
+            await engine.stop()
+            engine.host.close()
+
+    @kopf.on.event(GROUP, VERSION, PROVIDER_PLURAL, registry=registry)
+    def provider_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+        memo["engine"].observe_provider(event.get("type"), dict(event["object"]))
+
+    @kopf.on.event(GROUP, VERSION, POOL_PLURAL, registry=registry)
+    def pool_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+        memo["engine"].observe_pool(event.get("type"), dict(event["object"]))
+
+    @kopf.on.probe(id="reconcilePasses", registry=registry)
+    def passes(memo: kopf.Memo, **_: Any) -> int:
+        engine: Engine | None = memo.get("engine")
+        return engine.passes if engine else 0
+
+    return registry

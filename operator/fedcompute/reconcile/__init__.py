@@ -1,0 +1,1 @@
+"""The reconcile engine: observed world -> plan (pure ``capacity`` code) -> minimal writes."""
