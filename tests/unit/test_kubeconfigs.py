@@ -1,18 +1,22 @@
-"""Vetting member kubeconfigs: what is refused, why, and what an accepted one yields."""
+"""Vetting member kubeconfigs: what is refused, why, what an accepted one yields, and the
+client configuration built from it."""
 
 from __future__ import annotations
 
 import base64
 import copy
+import os
 import socket
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import pytest
+import urllib3
 import yaml
 from cryptography.hazmat.primitives import serialization
+from kubernetes.client import Configuration
 
-from fedcompute.kube import kubeconfigs
+from fedcompute.kube import kubeconfigs, members
 from fedcompute.kube.kubeconfigs import INSECURE, INVALID, UNREACHABLE, KubeconfigError
 from fedcompute.local import pki
 
@@ -505,3 +509,72 @@ def test_ignored_fields_are_accepted() -> None:
         doc["contexts"][0]["context"]["namespace"] = "default"
 
     assert load(change(edit)).host == "127.0.0.1"
+
+
+def test_certificate_data_is_re_encoded_without_surrounding_text() -> None:
+    noisy = b"# issued by the platform team\n" + CA.cert + b"\ntrailing words\n"
+    safe = load(change(set_in(cluster, certificate_authority_data=b64(noisy))))
+    assert safe.ca_data == CA.cert
+
+
+# --- the client built from a vetted kubeconfig ---------------------------------------------
+
+
+def test_the_client_is_pinned_to_the_vetted_address() -> None:
+    text = change(
+        drop(user, "client-certificate-data", "client-key-data"),
+        "https://api.member.example:6443/prefix/",
+    )
+    safe = load(text, resolver("10.0.0.5", "10.0.0.6"))
+    configuration = members.build_configuration(safe)
+    assert configuration.host == "https://10.0.0.5:6443/prefix"
+    assert configuration.tls_server_name == "api.member.example"
+    assert configuration.verify_ssl is True
+    assert configuration.ca_cert_data == CA.cert.decode()
+    assert configuration.ssl_ca_cert is None
+    assert configuration.retries is False
+    assert configuration.auth_settings()["BearerToken"]["value"] == f"Bearer {TOKEN}"
+
+    v6 = load(change(lambda d: None, "https://[fd00::5]:6443"))
+    assert members.build_configuration(v6).host == "https://[fd00::5]:6443"
+    assert members.build_configuration(v6).tls_server_name is None
+
+
+def test_the_kubeconfig_server_name_wins_for_tls() -> None:
+    safe = load(change(set_in(cluster, tls_server_name="kubernetes.default.svc")))
+    assert members.build_configuration(safe).tls_server_name == "kubernetes.default.svc"
+
+
+def test_the_client_ignores_proxies_and_global_state(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.setenv(name, "http://proxy.example:3128")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    before = Configuration.get_default_copy().host
+    safe = load(dump(base()))
+    with members.MemberClient(safe) as client:
+        assert client.api.configuration.proxy is None
+        pool = client.api.rest_client.pool_manager
+        assert isinstance(pool, urllib3.PoolManager)
+        assert not isinstance(pool, urllib3.ProxyManager)
+    assert Configuration.get_default_copy().host == before
+
+
+def test_client_key_material_lives_only_as_long_as_the_client() -> None:
+    safe = load(dump(base()))
+    client = members.MemberClient(safe)
+    configuration = client.api.configuration
+    with open(configuration.cert_file, "rb") as f:
+        assert f.read() == CLIENT.cert
+    with open(configuration.key_file, "rb") as f:
+        assert f.read() == CLIENT.key
+    client.close()
+    assert not os.path.exists(configuration.cert_file)
+    assert not os.path.exists(configuration.key_file)
+
+
+def test_a_token_only_client_writes_no_key_material() -> None:
+    safe = load(change(drop(user, "client-certificate-data", "client-key-data")))
+    with members.MemberClient(safe) as client:
+        assert client.api.configuration.cert_file is None
+        assert client.api.configuration.key_file is None

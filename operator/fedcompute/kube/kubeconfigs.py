@@ -121,9 +121,11 @@ class SafeKubeconfig:
     """The vetted addresses ``host`` resolved to; connections go to the first one so a
     second resolution (DNS rebinding) cannot redirect them."""
     ca_data: bytes = field(repr=False)
-    """PEM CA bundle: the only roots trusted for this server."""
+    """PEM CA bundle (re-encoded, nothing but certificates): the only roots trusted."""
     client_cert_data: bytes | None = field(default=None, repr=False)
+    """PEM client certificate chain, re-encoded."""
     client_key_data: bytes | None = field(default=None, repr=False)
+    """Unencrypted PKCS#8 PEM key matching ``client_cert_data``."""
     token: str | None = field(default=None, repr=False)
     tls_server_name: str | None = None
     """Name to send in SNI and to verify the serving certificate against, if not ``host``."""
@@ -197,15 +199,19 @@ def _decode(value: object, path: str) -> bytes:
         raise _invalid(f"{path} is not valid base64") from None
 
 
-def _certificates(data: bytes, path: str) -> list[x509.Certificate]:
+def _pem_certificates(data: bytes, path: str) -> bytes:
+    """The certificates in ``data``, re-encoded: whatever surrounded them is dropped."""
     try:
-        return x509.load_pem_x509_certificates(data)
+        certificates = x509.load_pem_x509_certificates(data)
     except ValueError:
         raise _invalid(f"{path} does not hold PEM certificates") from None
+    return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certificates)
 
 
-def _check_key_pair(cert_data: bytes, key_data: bytes, path: str) -> None:
-    certificate = _certificates(cert_data, f"{path}.client-certificate-data")[0]
+def _key_pair(cert_data: bytes, key_data: bytes, path: str) -> tuple[bytes, bytes]:
+    """The client certificate chain and its key, checked to match and re-encoded."""
+    chain = _pem_certificates(cert_data, f"{path}.client-certificate-data")
+    certificate = x509.load_pem_x509_certificates(chain)[0]
     try:
         key = serialization.load_pem_private_key(key_data, password=None)
     except TypeError:
@@ -216,6 +222,12 @@ def _check_key_pair(cert_data: bytes, key_data: bytes, path: str) -> None:
     der = serialization.Encoding.DER
     if key.public_key().public_bytes(der, spki) != certificate.public_key().public_bytes(der, spki):
         raise _invalid(f"{path}.client-key-data does not match client-certificate-data")
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return chain, pem
 
 
 @dataclass(frozen=True)
@@ -378,8 +390,8 @@ def load_safe_kubeconfig(
             f"{k_path}.certificate-authority-data is missing; the operator trusts only a "
             "CA pinned in the kubeconfig"
         )
-    ca_data = _decode(cluster["certificate-authority-data"], f"{k_path}.certificate-authority-data")
-    _certificates(ca_data, f"{k_path}.certificate-authority-data")
+    ca_path = f"{k_path}.certificate-authority-data"
+    ca_data = _pem_certificates(_decode(cluster["certificate-authority-data"], ca_path), ca_path)
 
     tls_server_name = cluster.get("tls-server-name")
     if tls_server_name is not None and (
@@ -392,9 +404,11 @@ def load_safe_kubeconfig(
     if has_cert != ("client-key-data" in user):
         raise _invalid(f"{u_path} needs both client-certificate-data and client-key-data")
     if has_cert:
-        cert_data = _decode(user["client-certificate-data"], f"{u_path}.client-certificate-data")
-        key_data = _decode(user["client-key-data"], f"{u_path}.client-key-data")
-        _check_key_pair(cert_data, key_data, u_path)
+        cert_data, key_data = _key_pair(
+            _decode(user["client-certificate-data"], f"{u_path}.client-certificate-data"),
+            _decode(user["client-key-data"], f"{u_path}.client-key-data"),
+            u_path,
+        )
     token = user.get("token")
     if token is not None and (not isinstance(token, str) or not _TOKEN.match(token.strip())):
         raise _invalid(f"{u_path}.token is not a valid bearer token")
