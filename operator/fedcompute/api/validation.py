@@ -362,7 +362,7 @@ def _list_type_errors(
         elif list_type == "map" and isinstance(item, Mapping):
             keys = schema.get("x-kubernetes-list-map-keys", [])
             identity = tuple(item.get(k) for k in keys)
-            inner = ",".join(f'"{k}":{_quote(item.get(k))}' for k in keys)
+            inner = ",".join(f'"{k}":{_quote(item.get(k))}' for k in sorted(keys))
             shown = "{" + inner + "}"
         else:
             continue
@@ -395,6 +395,26 @@ def evaluate_rule(expression: str, value: Any) -> bool:
     return bool(result)
 
 
+def _cel_failure(exc: Exception) -> str:
+    """A one-line description of a CEL evaluation error (celpy nests the cause in args)."""
+    texts: list[str] = []
+
+    def walk(item: Any) -> None:
+        if isinstance(item, BaseException):
+            for arg in item.args:
+                walk(arg)
+        elif isinstance(item, tuple | list):
+            for arg in item:
+                walk(arg)
+        elif isinstance(item, str):
+            texts.append(item)
+
+    walk(exc)
+    noise = ("<class", "CELEvalError", "overload", "overflow")
+    useful = [t for t in texts if not any(n in t for n in noise)]
+    return f"evaluation error ({useful[-1]})" if useful else "evaluation error"
+
+
 def _field_path_segments(field_path: str) -> tuple[Segment, ...]:
     return tuple(("field", part) for part in field_path.strip(".").split(".") if part)
 
@@ -406,16 +426,20 @@ def _cel_errors(
         try:
             ok = evaluate_rule(entry["rule"], value)
         except Exception as exc:  # celpy raises its own error types for missing keys etc.
-            ok = False
-            failure = f"{exc} evaluating rule: {entry['message']}"
-        else:
-            failure = entry["message"]
+            # Like the apiserver: an evaluation error is reported on the node itself, not
+            # on the rule's fieldPath.
+            yield FieldError(
+                render_path(path, cel=True),
+                ErrorType.INVALID,
+                f'"{_type_name(value)}": {_cel_failure(exc)} evaluating rule: {entry["message"]}',
+            )
+            continue
         if not ok:
             target = (*path, *_field_path_segments(entry.get("fieldPath", "")))
             yield FieldError(
                 render_path(target, cel=True),
                 ErrorType.INVALID,
-                f'"{_type_name(value)}": {failure}',
+                f'"{_type_name(value)}": {entry["message"]}',
             )
     if isinstance(value, Mapping):
         properties = schema.get("properties", {})
@@ -507,9 +531,21 @@ def _model_errors(kind: str, document: Mapping[str, Any]) -> list[FieldError]:
 def validate_document(document: Mapping[str, Any]) -> list[FieldError]:
     """All errors of one ComputeProvider or RegionPool manifest; ``[]`` when it is valid.
 
-    The document is not modified. Documents of other kinds are not ours to judge: call
+    Mirrors a create or update of the object: as the status subresource is enabled, the
+    apiserver ignores ``status`` there (only its unknown fields are rejected, at decoding),
+    and so does this function; use :func:`validate_status` for status writes. The document
+    is not modified. Documents of other kinds are not ours to judge: call
     :func:`is_api_document` first.
     """
+    return _validate(document, with_status=False)
+
+
+def validate_status(document: Mapping[str, Any]) -> list[FieldError]:
+    """Errors of a whole object as written through the status subresource (status included)."""
+    return _validate(document, with_status=True)
+
+
+def _validate(document: Mapping[str, Any], *, with_status: bool) -> list[FieldError]:
     kind = document.get("kind")
     if kind not in crds.RESOURCES_BY_KIND:
         return [FieldError("kind", ErrorType.UNSUPPORTED, f"{_quote(kind)}: not a fedcompute kind")]
@@ -525,7 +561,10 @@ def validate_document(document: Mapping[str, Any]) -> list[FieldError]:
     unknown = unknown_field_errors(document, schema)
     if unknown:
         return unknown
-    obj = apply_defaults(copy.deepcopy(dict(document)), schema)
+    obj = copy.deepcopy(dict(document))
+    if not with_status:
+        obj.pop("status", None)
+    obj = apply_defaults(obj, schema)
     metadata = obj.get("metadata")
     if isinstance(metadata, dict) and not metadata.get("name") and metadata.get("generateName"):
         # The apiserver names the object before validating it; stand in a typical suffix.
