@@ -58,6 +58,9 @@ def _run(args: argparse.Namespace) -> int:
         print(f"fedcompute run: --deny-cidr: {exc}")
         return 2
     kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat.PLAIN)
+    if not args.verbose:
+        # Kopf logs every handled watch event; only problems are worth a line.
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     logging.getLogger("kubernetes").setLevel(logging.WARNING)
     logging.getLogger("urllib3").setLevel(logging.WARNING)
     options = OperatorOptions(

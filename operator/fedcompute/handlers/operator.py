@@ -23,6 +23,8 @@ from fedcompute.metrics import Metrics
 from fedcompute.reconcile.engine import FINALIZER, Engine, EngineSettings
 
 log = logging.getLogger("fedcompute.operator")
+KOPF_FINALIZER = "fedcompute.io/kopf-finalizer"
+assert KOPF_FINALIZER != FINALIZER
 
 
 @dataclass
@@ -36,8 +38,13 @@ class OperatorOptions:
 
 
 def configure(settings: kopf.OperatorSettings) -> None:
-    """fedcompute's own finalizer and annotation prefixes, and events only for warnings."""
-    settings.persistence.finalizer = FINALIZER
+    """fedcompute's own finalizer and annotation prefixes, and events only for warnings.
+
+    The engine manages :data:`FINALIZER` itself. Kopf strips its configured finalizer
+    from objects whose handlers do not need one (none of ours do), so Kopf gets a name
+    of its own under the same prefix and never touches the engine's.
+    """
+    settings.persistence.finalizer = KOPF_FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="fedcompute.io")
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix="fedcompute.io", key="last-handled-configuration"

@@ -15,8 +15,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Final
 
-from kubernetes.client.exceptions import ApiException
-
 from fedcompute.api import API_VERSION
 
 GROUP_PATH: Final = f"/apis/{API_VERSION}"
@@ -89,22 +87,22 @@ class Host:
         self.requests.add(method)
         headers = {"Accept": "application/json", "Content-Type": content_type}
         try:
-            response = self._api.call_api(
-                path,
-                method,
+            verb, url, headers, payload, _ = self._api.param_serialize(
+                method=method,
+                resource_path=path,
                 query_params=query or [],
                 header_params=headers,
                 body=body,
                 auth_settings=["BearerToken"],
-                _preload_content=False,
-                _return_http_data_only=True,
-                _request_timeout=self._timeout,
             )
-        except ApiException as exc:
-            raise HostError(exc.status or 0, _short(exc)) from None
+            response = self._api.call_api(
+                verb, url, header_params=headers, body=payload, _request_timeout=self._timeout
+            )
+            data = response.read()
         except Exception as exc:  # connection errors: urllib3, ssl, socket
             raise HostError(0, f"{method} {path}: {type(exc).__name__}") from None
-        data = response.data
+        if not 200 <= response.status < 300:
+            raise HostError(response.status, _short(response.status, response.reason, data))
         decoded: Json = json.loads(data) if data else {}
         return decoded
 
@@ -188,11 +186,10 @@ class Host:
         self.request("POST", f"/api/v1/namespaces/{namespace}/events", body=body)
 
 
-def _short(exc: ApiException) -> str:
-    """Status code and the API's own reason, never a whole body."""
-    reason = exc.reason or ""
+def _short(status: int, reason: str | None, data: bytes | None) -> str:
+    """Status code and the API's own message, never a whole body."""
     try:
-        message = json.loads(exc.body or "{}").get("message", "")
+        message = str(json.loads(data or b"{}").get("message", ""))
     except (ValueError, AttributeError):
         message = ""
-    return f"HTTP {exc.status} {reason}: {message[:300]}".strip()
+    return f"HTTP {status} {reason or ''}: {message[:300]}".strip()

@@ -326,8 +326,10 @@ class Engine:
                 frozen.add(node_name)
         self._desired = desired
 
+        # Finalizers first: they carry a resourceVersion precondition that concurrent
+        # status writes would otherwise break.
+        failures = await self._run(self._finalizer_jobs())
         jobs: list[Callable[[], Any]] = []
-        jobs += self._finalizer_jobs()
         jobs += self._provider_status_jobs(views)
         jobs += self._node_jobs(desired, frozen, now)
         node_counts: dict[str, int] = {}
@@ -348,13 +350,18 @@ class Engine:
             jobs += self._status_job(POOL_PLURAL, w.pools[name], status, RegionPoolStatus)
         for name, view in views.items():
             self._publish_provider(name, view)
+        failures += await self._run(jobs)
+        self.last_pass = time.monotonic()
+        return failures
+
+    async def _run(self, jobs: list[Callable[[], Any]]) -> int:
+        """Run write jobs concurrently; return how many failed."""
         results = await asyncio.gather(*(self._call(job) for job in jobs), return_exceptions=True)
         failures = 0
         for result in results:
             if isinstance(result, BaseException):
                 failures += 1
                 log.warning("write failed: %s", result)
-        self.last_pass = time.monotonic()
         return failures
 
     # --- planning helpers that produce write jobs ---------------------------------------
@@ -398,8 +405,11 @@ class Engine:
             try:
                 body = self.host.set_finalizers(plural, name, finalizers, rv)
             except HostError as exc:
-                if exc.status in (404, 409):
-                    return  # gone, or changed since: the next event brings it back
+                if exc.status == 404:
+                    return
+                if exc.status == 409:  # changed since we looked: try again on the next pass
+                    self._dirty.set()
+                    return
                 raise
             objects = self.world.providers if plural == PROVIDER_PLURAL else self.world.pools
             if name in objects:
@@ -569,6 +579,7 @@ class Engine:
     ) -> None:
         """Post an Event for each condition whose status or failure reason changed."""
         kind = "ComputeProvider" if plural == PROVIDER_PLURAL else "RegionPool"
+        news: list[tuple[str, str, str]] = []
         for cond in after:
             prior = before.get(str(cond.get("type")))
             changed = prior is None or prior.get("status") != cond.get("status")
@@ -582,13 +593,17 @@ class Engine:
             if not (changed or failing_reason_changed):
                 continue
             good = (cond.get("status") == "True") != (cond.get("type") == "Degraded")
-            self._post_event(
-                kind,
-                body,
-                "Normal" if good else "Warning",
-                f"{cond.get('type')}{cond.get('status')}" if good else str(cond.get("reason")),
-                str(cond.get("message") or cond.get("reason")),
+            news.append(
+                (
+                    "Normal" if good else "Warning",
+                    f"{cond.get('type')}{cond.get('status')}" if good else str(cond.get("reason")),
+                    str(cond.get("message") or cond.get("reason")),
+                )
             )
+        # One Event per write: the first warning if any (conditions are ordered Ready first).
+        news.sort(key=lambda n: n[0] != "Warning")
+        if news:
+            self._post_event(kind, body, *news[0])
 
     def _post_event(self, kind: str, body: Json, type_: str, reason: str, message: str) -> None:
         meta = body.get("metadata") or {}
