@@ -199,11 +199,15 @@ def unknown_field_errors(
     document: Mapping[str, Any], schema: Mapping[str, Any]
 ) -> list[FieldError]:
     """Fields the schema does not declare (what strict field validation rejects)."""
-    paths = list(_unknown_fields(document, schema, ()))
+    body = {k: v for k, v in document.items() if k != "metadata"}
+    paths = list(_unknown_fields(body, schema, ()))
     metadata = document.get("metadata")
     if isinstance(metadata, Mapping):
-        paths += [(("field", "metadata"), ("field", str(k))) for k in metadata]
-        paths = [p for p in paths if not (p[0][1] == "metadata" and p[1][1] in OBJECT_META_FIELDS)]
+        paths += [
+            (("field", "metadata"), ("field", str(k)))
+            for k in metadata
+            if k not in OBJECT_META_FIELDS
+        ]
     errors = []
     for segments in paths:
         name = render_path(segments)

@@ -1,0 +1,335 @@
+"""The API models: wire form, defaults, quantities, durations, selectors and conditions."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pydantic
+import pytest
+import yaml
+
+from fedcompute.api import common, pool, provider
+from fedcompute.api.common import (
+    Condition,
+    LabelSelector,
+    LabelSelectorRequirement,
+    format_duration,
+    parse_duration,
+    set_condition,
+)
+from fedcompute.api.pool import RegionPool, RegionPoolSpec, RegionPoolStatus
+from fedcompute.api.provider import ComputeProvider, ComputeProviderSpec, ComputeProviderStatus
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def _examples(kind: str) -> list[dict[str, Any]]:
+    docs = []
+    for path in sorted(EXAMPLES.rglob("*.yaml")):
+        docs += [d for d in yaml.safe_load_all(path.read_text()) if d and d["kind"] == kind]
+    return docs
+
+
+# --- wire form and defaults ------------------------------------------------------------
+
+
+def test_spec_defaults_and_camel_case_aliases() -> None:
+    spec = ComputeProviderSpec.model_validate(
+        {
+            "region": "east-china",
+            "displayName": "Lingang",
+            "source": {"kubernetes": {"kubeconfigSecretRef": {"name": "member"}}},
+        }
+    )
+    assert spec.display_name == "Lingang"
+    assert spec.unschedulable is False
+    assert (spec.monitoring.interval, spec.monitoring.timeout) == (30.0, 10.0)
+    assert spec.monitoring.stale_after == 180.0
+    kube = spec.source.kubernetes
+    assert kube is not None
+    assert kube.kubeconfig_secret_ref.key == "kubeconfig"
+    assert kube.accelerator_model_label == "nvidia.com/gpu.product"
+    assert kube.accelerator_resources == ["nvidia.com/gpu"]
+    assert spec.to_wire()["monitoring"] == {"interval": "30s", "timeout": "10s", "staleAfter": "3m"}
+
+
+def test_python_names_are_accepted_too() -> None:
+    spec = RegionPoolSpec(regions=["east-china"], min_ready_providers=2)
+    assert spec.to_wire() == {
+        "regions": ["east-china"],
+        "priority": 0,
+        "minReadyProviders": 2,
+        "paused": False,
+    }
+
+
+def test_unknown_fields_are_rejected_by_the_models() -> None:
+    with pytest.raises(pydantic.ValidationError):
+        RegionPoolSpec.model_validate({"regions": ["a"], "region": "a"})
+
+
+@pytest.mark.parametrize("doc", _examples("ComputeProvider"), ids=lambda d: d["metadata"]["name"])
+def test_example_providers_round_trip(doc: dict[str, Any]) -> None:
+    parsed = ComputeProvider.model_validate(doc)
+    again = ComputeProvider.model_validate(parsed.to_wire())
+    assert again == parsed
+    assert parsed.node_name == f"fc-{doc['metadata']['name']}"
+    assert len(parsed.node_name) <= 63
+
+
+@pytest.mark.parametrize("doc", _examples("RegionPool"), ids=lambda d: d["metadata"]["name"])
+def test_example_pools_round_trip(doc: dict[str, Any]) -> None:
+    parsed = RegionPool.model_validate(doc)
+    assert RegionPool.model_validate(parsed.to_wire()) == parsed
+
+
+def test_examples_form_a_national_platform() -> None:
+    providers = [ComputeProvider.model_validate(d) for d in _examples("ComputeProvider")]
+    pools = [RegionPool.model_validate(d) for d in _examples("RegionPool")]
+    assert len({p.spec.region for p in providers}) >= 3
+    assert len(providers) >= 6 and len(pools) >= 3
+    static = [p for p in providers if p.spec.source.static is not None]
+    member = [p for p in providers if p.spec.source.kubernetes is not None]
+    assert static and member
+    models = {a.model for p in static for a in p.spec.source.static.accelerators or []}  # type: ignore[union-attr]
+    assert {"NVIDIA-A100-SXM4-80GB", "NVIDIA-H100-80GB-HBM3", "Ascend-910B"} <= models
+
+    def selecting(p: ComputeProvider) -> list[RegionPool]:
+        labels = p.metadata.labels or {}
+        return [q for q in pools if q.spec.selects(region=p.spec.region, labels=labels)]
+
+    contested = [p for p in providers if len(selecting(p)) > 1]
+    assert [p.name for p in contested] == ["shanghai-telecom-ai-cloud"]
+    winner = max(
+        selecting(contested[0]), key=lambda q: (q.spec.priority, [-ord(c) for c in q.name])
+    )
+    assert winner.name == "ai-training"
+    assert all(selecting(p) for p in providers), "every example provider belongs to a pool"
+
+
+# --- quantities ------------------------------------------------------------------------
+
+
+def test_quantities_parse_to_decimals_and_dump_canonically() -> None:
+    static = provider.StaticSource.model_validate(
+        {
+            "resources": {"cpu": "1500m", "memory": "1.5Ti", "nvidia.com/gpu": 8},
+            "accelerators": [
+                {
+                    "model": "NVIDIA-A100-SXM4-80GB",
+                    "count": 8,
+                    "memoryPerDevice": "80Gi",
+                    "tflopsPerDevice": {"fp64": "19.5", "fp16": 312},
+                }
+            ],
+        }
+    )
+    assert static.resources == {
+        "cpu": Decimal("1.5"),
+        "memory": Decimal(3 * 2**39),
+        "nvidia.com/gpu": Decimal(8),
+    }
+    wire = static.to_wire()
+    assert wire["resources"] == {"cpu": "1500m", "memory": "1536Gi", "nvidia.com/gpu": "8"}
+    accelerator = wire["accelerators"][0]
+    assert accelerator["memoryPerDevice"] == "80Gi"
+    assert accelerator["resourceName"] == "nvidia.com/gpu"
+    assert accelerator["tflopsPerDevice"] == {"fp64": "19.5", "fp16": "312"}
+
+
+@pytest.mark.parametrize("bad", ["-1", -4, "lots", True, 1.5j])
+def test_models_reject_bad_quantities(bad: object) -> None:
+    with pytest.raises(pydantic.ValidationError):
+        provider.StaticSource.model_validate({"resources": {"cpu": bad}})
+
+
+def test_tflops_map_helpers() -> None:
+    power = common.TflopsByPrecision.from_dict({"fp16": Decimal("989.4"), "int8": Decimal(1979)})
+    assert power.as_dict() == {"fp16": Decimal("989.4"), "int8": Decimal(1979)}
+    assert power.to_wire() == {"fp16": "989.4", "int8": "1979"}
+    with pytest.raises(pydantic.ValidationError):
+        common.TflopsByPrecision.from_dict({"fp4": Decimal(1)})
+
+
+def test_nonnegative_pattern_is_the_shared_quantity_grammar_without_sign() -> None:
+    from fedcompute import quantities
+
+    without_sign = quantities.QUANTITY_PATTERN.replace(r"^(\+|-)?", "^", 1)
+    assert without_sign == common.NONNEGATIVE_QUANTITY_PATTERN
+
+
+# --- durations -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("30s", 30.0),
+        ("3m", 180.0),
+        ("1h30m", 5400.0),
+        ("1.5h", 5400.0),
+        ("500ms", 0.5),
+        ("2m0.5s", 120.5),
+        ("1h0m0s", 3600.0),
+    ],
+)
+def test_parse_duration(text: str, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("bad", ["", "30", "5d", "1 h", "-5s", "30S"])
+def test_parse_duration_rejects_what_the_crd_pattern_rejects(bad: str) -> None:
+    with pytest.raises(ValueError, match="not a duration"):
+        parse_duration(bad)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (30, "30s"),
+        (180, "3m"),
+        (5400, "1h30m"),
+        (0.5, "500ms"),
+        (0, "0s"),
+        (3661.25, "1h1m1s250ms"),
+    ],
+)
+def test_format_duration(seconds: float, text: str) -> None:
+    assert format_duration(seconds) == text
+    assert parse_duration(text) == seconds
+
+
+# --- label selectors -------------------------------------------------------------------
+
+LABELS = {"tier": "gold", "region": "east-china", "gpu": ""}
+
+
+@pytest.mark.parametrize(
+    ("selector", "expected"),
+    [
+        ({}, True),
+        ({"matchLabels": {"tier": "gold"}}, True),
+        ({"matchLabels": {"tier": "silver"}}, False),
+        ({"matchLabels": {"missing": ""}}, False),
+        ({"matchLabels": {"gpu": ""}}, True),
+        ({"matchExpressions": [{"key": "tier", "operator": "In", "values": ["gold", "x"]}]}, True),
+        ({"matchExpressions": [{"key": "tier", "operator": "In", "values": ["x"]}]}, False),
+        ({"matchExpressions": [{"key": "tier", "operator": "NotIn", "values": ["x"]}]}, True),
+        ({"matchExpressions": [{"key": "nope", "operator": "NotIn", "values": ["x"]}]}, True),
+        ({"matchExpressions": [{"key": "tier", "operator": "NotIn", "values": ["gold"]}]}, False),
+        ({"matchExpressions": [{"key": "gpu", "operator": "Exists"}]}, True),
+        ({"matchExpressions": [{"key": "nope", "operator": "Exists"}]}, False),
+        ({"matchExpressions": [{"key": "nope", "operator": "DoesNotExist"}]}, True),
+        (
+            {
+                "matchLabels": {"tier": "gold"},
+                "matchExpressions": [{"key": "region", "operator": "DoesNotExist"}],
+            },
+            False,
+        ),
+    ],
+)
+def test_label_selector_matches(selector: dict[str, Any], expected: bool) -> None:
+    assert LabelSelector.model_validate(selector).matches(LABELS) is expected
+
+
+def test_empty_selector_matches_unlabelled_objects() -> None:
+    assert LabelSelector().matches(None)
+    requirement = LabelSelectorRequirement(key="a", operator="DoesNotExist")
+    assert requirement.matches({})
+
+
+def test_pool_selects_by_region_and_labels() -> None:
+    both = RegionPoolSpec.model_validate(
+        {"regions": ["east-china"], "providerSelector": {"matchLabels": {"tier": "gold"}}}
+    )
+    assert both.selects(region="east-china", labels={"tier": "gold"})
+    assert not both.selects(region="west-china", labels={"tier": "gold"})
+    assert not both.selects(region="east-china", labels={})
+    everything = RegionPoolSpec.model_validate({"providerSelector": {}})
+    assert everything.selects(region="anywhere", labels=None)
+    assert not RegionPoolSpec().selects(region="east-china", labels={})
+
+
+# --- conditions and status -------------------------------------------------------------
+
+T0 = datetime(2025, 1, 1, 8, 0, tzinfo=UTC)
+
+
+def test_set_condition_keeps_transition_time_while_status_holds() -> None:
+    first = set_condition(None, type_="Ready", status="False", reason="NotCollected", now=T0)
+    assert first[0].last_transition_time == T0
+    later = T0 + timedelta(minutes=5)
+    same = set_condition(
+        first, type_="Ready", status="False", reason="Stale", message="old", now=later
+    )
+    assert same[0].last_transition_time == T0 and same[0].reason == "Stale"
+    flipped = set_condition(same, type_="Ready", status="True", reason="Ready", now=later)
+    assert flipped[0].last_transition_time == later
+    more = set_condition(flipped, type_="Claimed", status="True", reason="ClaimedByPool", now=later)
+    assert [c.type for c in more] == ["Ready", "Claimed"]
+    assert common.find_condition(more, "Claimed") is more[1]
+    assert common.find_condition(more, "Collected") is None
+
+
+def test_condition_wire_form_is_metav1_shaped() -> None:
+    condition = Condition(
+        type=provider.ConditionType.READY,
+        status=common.TRUE,
+        reason=provider.Reason.READY,
+        last_transition_time=datetime(2025, 1, 1, 8, 0, 0, 123456, tzinfo=UTC),
+        observed_generation=3,
+    )
+    assert condition.to_wire() == {
+        "type": "Ready",
+        "status": "True",
+        "observedGeneration": 3,
+        "lastTransitionTime": "2025-01-01T08:00:00Z",
+        "reason": "Ready",
+        "message": "",
+    }
+    parsed = Condition.model_validate(condition.to_wire())
+    assert parsed.last_transition_time.tzinfo is not None
+
+
+def test_empty_status_dumps_to_nothing_and_fills_in() -> None:
+    assert ComputeProviderStatus().to_wire() == {}
+    assert RegionPoolStatus().to_wire() == {}
+    status = RegionPoolStatus(
+        observed_generation=2,
+        providers=common.ReadyCount(total=3, ready=2),
+        allocatable={"cpu": Decimal(128), "memory": Decimal(2**40)},
+        regions=[pool.RegionStatus(name="east-china", providers=3, ready_providers=2)],
+        nodes=3,
+    )
+    assert status.model_dump(by_alias=True, exclude_none=True, mode="json") == {
+        "observedGeneration": 2,
+        "providers": {"total": 3, "ready": 2},
+        "allocatable": {"cpu": "128", "memory": "1Ti"},
+        "regions": [{"name": "east-china", "providers": 3, "readyProviders": 2}],
+        "nodes": 3,
+    }
+
+
+def test_condition_type_and_reason_constants_are_valid_values() -> None:
+    for holder in (provider.ConditionType, pool.ConditionType):
+        for name in dir(holder):
+            if name.isupper():
+                Condition(
+                    type=getattr(holder, name),
+                    status="Unknown",
+                    reason="Probe",
+                    last_transition_time=T0,
+                )
+    for holder in (provider.Reason, pool.Reason):
+        for name in dir(holder):
+            if name.isupper():
+                Condition(
+                    type="Ready",
+                    status="True",
+                    reason=getattr(holder, name),
+                    last_transition_time=T0,
+                )

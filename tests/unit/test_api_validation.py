@@ -1,0 +1,288 @@
+"""Offline validation: the corpus, the apiserver's ordering of checks, and the CLI."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import sys
+from contextlib import redirect_stderr, redirect_stdout
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from fedcompute import cli
+from fedcompute.api import crds, validation
+from fedcompute.api.validation import ErrorType, validate_document, validate_status
+
+ROOT = Path(__file__).resolve().parents[2]
+CASES = Path(__file__).resolve().parent / "api_cases"
+EXAMPLES = ROOT / "examples"
+INVALID = sorted((CASES / "invalid").glob("*.yaml"))
+INVALID_STATUS = sorted((CASES / "invalid_status").glob("*.yaml"))
+
+
+def _expected(path: Path) -> set[str]:
+    match = re.search(r"^# expect: (.+)$", path.read_text(), re.MULTILINE)
+    assert match, path
+    return {p.strip() for p in match.group(1).split(",")}
+
+
+def _paths(errors: list[validation.FieldError]) -> set[str]:
+    return {e.path for e in errors if e.path}
+
+
+def _provider(**spec: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "region": "east-china",
+        "source": {"static": {"resources": {"cpu": "8"}}},
+    }
+    return {
+        "apiVersion": "fedcompute.io/v1alpha1",
+        "kind": "ComputeProvider",
+        "metadata": {"name": "p"},
+        "spec": {**base, **spec},
+    }
+
+
+def _run(*argv: str, stdin: str = "") -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    old_stdin = sys.stdin
+    sys.stdin = io.StringIO(stdin)
+    try:
+        with redirect_stdout(out), redirect_stderr(err):
+            code = cli.main(list(argv))
+    finally:
+        sys.stdin = old_stdin
+    return code, out.getvalue(), err.getvalue()
+
+
+# --- the corpus ------------------------------------------------------------------------
+
+
+def test_corpus_has_at_least_25_invalid_manifests() -> None:
+    assert len(INVALID) >= 25
+
+
+@pytest.mark.parametrize("path", INVALID, ids=lambda p: p.stem)
+def test_invalid_manifest_names_the_expected_fields(path: Path) -> None:
+    doc = yaml.safe_load(path.read_text())
+    errors = validate_document(doc)
+    assert errors
+    assert _paths(errors) == _expected(path), [str(e) for e in errors]
+
+
+@pytest.mark.parametrize("path", INVALID_STATUS, ids=lambda p: p.stem)
+def test_invalid_status_names_the_expected_fields(path: Path) -> None:
+    doc = yaml.safe_load(path.read_text())
+    assert _paths(validate_status(doc)) == _expected(path)
+
+
+@pytest.mark.parametrize(
+    "path",
+    sorted((CASES / "valid").glob("*.yaml")) + sorted(EXAMPLES.rglob("*.yaml")),
+    ids=lambda p: p.stem,
+)
+def test_valid_manifests_and_examples_pass(path: Path) -> None:
+    reports = validation.validate_text(path.read_text(), file=str(path))
+    assert all(r.valid for r in reports), [r.lines() for r in reports]
+
+
+def test_examples_hold_both_kinds() -> None:
+    reports = validation.validate_paths([EXAMPLES])
+    assert {r.kind for r in reports} == {"ComputeProvider", "RegionPool"}
+
+
+def test_every_cel_rule_is_exercised_by_the_corpus() -> None:
+    messages = {
+        rule["message"]
+        for doc in crds.crd_documents()
+        for node in _walk(doc["spec"]["versions"][0]["schema"]["openAPIV3Schema"])
+        for rule in node.get("x-kubernetes-validations", [])
+    }
+    seen = {str(e) for path in INVALID for e in validate_document(yaml.safe_load(path.read_text()))}
+    for message in messages:
+        assert any(message in line for line in seen), f"no invalid case breaks: {message}"
+
+
+def _walk(node: dict[str, Any]) -> list[dict[str, Any]]:
+    found = [node]
+    for child in node.get("properties", {}).values():
+        found += _walk(child)
+    if isinstance(node.get("additionalProperties"), dict):
+        found += _walk(node["additionalProperties"])
+    if "items" in node:
+        found += _walk(node["items"])
+    return found
+
+
+# --- how checks are ordered, as in kube-apiserver --------------------------------------
+
+
+def test_unknown_fields_are_reported_alone_like_strict_decoding() -> None:
+    doc = _provider(region="BAD", colour="red", source={"static": {"resources": {"cpu": "8"}}})
+    doc["metadata"]["owner"] = "me"
+    errors = validate_document(doc)
+    assert [(e.path, e.type) for e in errors] == [
+        ("metadata.owner", ErrorType.UNKNOWN),
+        ("spec.colour", ErrorType.UNKNOWN),
+    ]
+
+
+def test_blocking_errors_skip_cel_rules() -> None:
+    doc = _provider(displayName="x" * 200, source={})
+    errors = validate_document(doc)
+    assert [e.path for e in errors] == ["spec.displayName", ""]
+    assert validation.RULES_NOT_CHECKED in errors[-1].detail
+
+
+def test_non_blocking_errors_still_run_cel_rules() -> None:
+    errors = validate_document(_provider(region="BAD", source={}))
+    assert [e.path for e in errors] == ["spec.region", "spec.source"]
+
+
+def test_nulls_are_pruned_and_defaults_applied_before_validation() -> None:
+    doc = _provider(zone=None, monitoring=None, unschedulable=None)
+    assert validate_document(doc) == []
+    defaulted = validation.apply_defaults(
+        json.loads(json.dumps(doc)), validation._schemas()["ComputeProvider"]
+    )
+    assert defaulted["spec"]["monitoring"] == {
+        "interval": "30s",
+        "timeout": "10s",
+        "staleAfter": "3m",
+    }
+    assert defaulted["spec"]["unschedulable"] is False
+    assert "zone" not in defaulted["spec"]
+
+
+def test_partial_monitoring_gets_the_other_defaults() -> None:
+    assert validate_document(_provider(monitoring={"interval": "1m"})) == []
+    errors = validate_document(_provider(monitoring={"interval": "2m"}))
+    assert [e.path for e in errors] == ["spec.monitoring.staleAfter"]
+
+
+def test_status_is_ignored_on_the_main_resource_but_checked_on_the_subresource() -> None:
+    doc = _provider()
+    doc["status"] = {"capacity": {"cpu": "lots"}}
+    assert validate_document(doc) == []
+    assert [e.path for e in validate_status(doc)] == ["status.capacity.cpu"]
+
+
+def test_metadata_name_rules() -> None:
+    doc = _provider()
+    doc["metadata"] = {"name": "Not_A_Name"}
+    assert [e.path for e in validate_document(doc)] == ["metadata.name"]
+    doc["metadata"] = {}
+    assert next((e.path, e.type) for e in validate_document(doc)) == (
+        "metadata.name",
+        ErrorType.REQUIRED,
+    )
+    doc["metadata"] = {"generateName": "provider-"}
+    assert validate_document(doc) == []
+    doc["metadata"] = {"generateName": "p" * 56}
+    assert [e.path for e in validate_document(doc)] == ["metadata.name"]
+
+
+def test_wrong_api_version_and_foreign_kinds() -> None:
+    doc = _provider()
+    doc["apiVersion"] = "fedcompute.io/v1"
+    assert validation.is_api_document(doc)
+    assert [(e.path, e.type) for e in validate_document(doc)] == [
+        ("apiVersion", ErrorType.UNSUPPORTED)
+    ]
+    assert not validation.is_api_document({"apiVersion": "v1", "kind": "Secret"})
+    assert not validation.is_api_document({"apiVersion": "other.io/v1", "kind": "RegionPool"})
+    assert not validation.is_api_document("text")
+
+
+def test_integral_floats_count_as_integers_like_the_apiserver() -> None:
+    doc = _provider(source={"static": {"resources": {"cpu": "8"}, "nodeCount": 3.0}})
+    assert validate_document(doc) == []
+
+
+def test_error_strings_read_like_kubectl() -> None:
+    (error,) = validate_document(_provider(region="East_China"))
+    assert str(error) == (
+        'spec.region: Invalid value: "East_China": spec.region in body should match '
+        "'^[a-z0-9]([-a-z0-9]*[a-z0-9])?$'"
+    )
+    errors = validate_document(_provider(region=None))
+    assert str(errors[0]) == "spec.region: Required value"
+
+
+# --- files and the command -------------------------------------------------------------
+
+
+def test_validate_text_skips_other_kinds_and_counts_documents() -> None:
+    text = "\n---\n".join(
+        [
+            yaml.safe_dump({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}}),
+            yaml.safe_dump(_provider()),
+            "",
+            yaml.safe_dump(_provider(region="BAD")),
+        ]
+    )
+    reports = validation.validate_text(text, file="m.yaml")
+    assert [(r.index, r.valid) for r in reports] == [(2, True), (4, False)]
+    assert reports[1].lines()[0].startswith("m.yaml:4: ComputeProvider/p: spec.region: ")
+
+
+def test_validate_text_reports_unparseable_yaml() -> None:
+    (report,) = validation.validate_text("a: [unclosed", file="bad.yaml")
+    assert not report.valid and report.index == 0
+    assert "not YAML" in report.errors[0].detail
+
+
+def test_cli_exit_codes_and_text_output(tmp_path: Path) -> None:
+    code, out, err = _run("validate", str(EXAMPLES))
+    assert code == 0, out
+    assert out == ""
+    assert "all valid" in err
+
+    bad = tmp_path / "nested" / "bad.yml"
+    bad.parent.mkdir()
+    bad.write_text(yaml.safe_dump(_provider(region="BAD")))
+    code, out, err = _run("validate", str(EXAMPLES), str(tmp_path))
+    assert code == 1
+    assert out.splitlines() == [
+        f'{bad}:1: ComputeProvider/p: spec.region: Invalid value: "BAD": spec.region in body '
+        "should match '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$'"
+    ]
+    assert "1 invalid" in err
+
+
+def test_cli_json_output(tmp_path: Path) -> None:
+    path = tmp_path / "two.yaml"
+    path.write_text(yaml.safe_dump(_provider()) + "---\n" + yaml.safe_dump(_provider(source={})))
+    code, out, _ = _run("validate", "-o", "json", str(path))
+    assert code == 1
+    report = json.loads(out)
+    assert report["valid"] is False
+    assert (report["objects"], report["invalid"]) == (2, 1)
+    first, second = report["results"]
+    assert first == {
+        "file": str(path),
+        "document": 1,
+        "kind": "ComputeProvider",
+        "name": "p",
+        "valid": True,
+        "errors": [],
+    }
+    assert second["errors"] == [
+        {
+            "field": "spec.source",
+            "type": "invalid",
+            "message": '"object": exactly one of static or kubernetes must be set',
+        }
+    ]
+
+
+def test_cli_reads_stdin_and_reports_missing_paths(tmp_path: Path) -> None:
+    code, _, _ = _run("validate", "-", stdin=yaml.safe_dump(_provider()))
+    assert code == 0
+    code, out, _ = _run("validate", str(tmp_path / "missing.yaml"))
+    assert code == 1
+    assert "no such file or directory" in out
