@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -62,10 +63,28 @@ def _unique(name: str) -> str:
     return f"{name[:50]}-{uuid.uuid4().hex[:6]}"
 
 
+class Kubectl:
+    """The host's kubectl with a discovery cache of its own, never stale from earlier runs."""
+
+    def __init__(self, host: Cluster, cache: Path) -> None:
+        self.host = host
+        self.cache = cache
+
+    def __call__(
+        self, *args: str, input: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        return self.host.kubectl(f"--cache-dir={self.cache}", *args, input=input, check=check)
+
+
 @pytest.fixture(scope="module")
-def cluster_with_crds(host: Cluster) -> Cluster:
+def kubectl(host: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Kubectl:
+    return Kubectl(host, tmp_path_factory.mktemp("kubectl-cache"))
+
+
+@pytest.fixture(scope="module")
+def cluster_with_crds(host: Cluster, kubectl: Kubectl) -> Cluster:
     """The host with the CRDs from crds/ applied (idempotent) and served."""
-    host.kubectl(
+    kubectl(
         "apply",
         "--server-side",
         "--force-conflicts",
@@ -74,11 +93,11 @@ def cluster_with_crds(host: Cluster) -> Cluster:
         str(ROOT / "crds"),
     )
     names = [f"crd/{r.crd_name}" for r in crds.RESOURCES]
-    host.kubectl("wait", "--for=condition=Established", "--timeout=60s", *names)
+    kubectl("wait", "--for=condition=Established", "--timeout=60s", *names)
     # Established comes slightly before the kinds show in discovery; wait for them.
     deadline = time.monotonic() + 60
     while True:
-        out = host.kubectl("api-resources", f"--api-group={GROUP}", "-o", "name", check=False)
+        out = kubectl("api-resources", f"--api-group={GROUP}", "-o", "name", check=False)
         if all(f"{r.plural}.{GROUP}" in out.stdout for r in crds.RESOURCES):
             return host
         assert time.monotonic() < deadline, out.stdout + out.stderr
@@ -123,22 +142,37 @@ def _create(
 # --- the CRDs themselves ---------------------------------------------------------------
 
 
-def test_crds_established_with_descriptions_in_kubectl_explain(cluster_with_crds: Cluster) -> None:
-    out = cluster_with_crds.kubectl("explain", "computeprovider.spec.source").stdout
+def _explain(kubectl: Kubectl, field: str) -> str:
+    """``kubectl explain``, retried while the apiserver publishes the new OpenAPI schema."""
+    deadline = time.monotonic() + 60
+    while True:
+        result = kubectl("explain", field, check=False)
+        if result.returncode == 0:
+            return result.stdout
+        assert time.monotonic() < deadline, result.stderr
+        time.sleep(1)
+
+
+def test_crds_established_with_descriptions_in_kubectl_explain(
+    cluster_with_crds: Cluster, kubectl: Kubectl
+) -> None:
+    out = _explain(kubectl, "computeprovider.spec.source")
     assert "exactly one of static or kubernetes" in out
     assert "kubernetes\t<Object>" in out and "static\t<Object>" in out
     assert "Capacity declared by hand" in out
 
-    out = cluster_with_crds.kubectl("explain", "regionpool.spec.priority").stdout
+    out = _explain(kubectl, "regionpool.spec.priority")
     assert "highest priority claims it" in out
 
-    out = cluster_with_crds.kubectl("explain", "cprov.spec.monitoring.staleAfter").stdout
+    out = _explain(kubectl, "cprov.spec.monitoring.staleAfter")
     assert "at least twice the interval" in out
 
 
-def test_crds_on_the_server_match_the_generated_ones(cluster_with_crds: Cluster) -> None:
+def test_crds_on_the_server_match_the_generated_ones(
+    cluster_with_crds: Cluster, kubectl: Kubectl
+) -> None:
     for doc in crds.crd_documents():
-        out = cluster_with_crds.kubectl("get", f"crd/{doc['metadata']['name']}", "-o", "json")
+        out = kubectl("get", f"crd/{doc['metadata']['name']}", "-o", "json")
         served = json.loads(out.stdout)
         conditions = {c["type"]: c["status"] for c in served["status"]["conditions"]}
         assert conditions.get("Established") == "True"
@@ -151,7 +185,7 @@ def test_crds_on_the_server_match_the_generated_ones(cluster_with_crds: Cluster)
 
 
 def test_get_fedcompute_lists_both_kinds_with_printer_columns(
-    custom: client.CustomObjectsApi, cluster_with_crds: Cluster, stored: list[tuple[str, str]]
+    custom: client.CustomObjectsApi, kubectl: Kubectl, stored: list[tuple[str, str]]
 ) -> None:
     region = _unique("listing")
     provider = _create(
@@ -174,13 +208,13 @@ def test_get_fedcompute_lists_both_kinds_with_printer_columns(
             "spec": {"regions": [region]},
         },
     )
-    names = cluster_with_crds.kubectl("get", "fedcompute", "-o", "name").stdout.split()
+    names = kubectl("get", "fedcompute", "-o", "name").stdout.split()
     assert f"computeprovider.{GROUP}/{provider['metadata']['name']}" in names
     assert f"regionpool.{GROUP}/{pool['metadata']['name']}" in names
 
-    header = cluster_with_crds.kubectl("get", "cprov").stdout.splitlines()[0].split()
+    header = kubectl("get", "cprov").stdout.splitlines()[0].split()
     assert header == ["NAME", "REGION", "POOL", "READY", "CPU", "MEMORY", "GPU", "AGE"]
-    header = cluster_with_crds.kubectl("get", "rpool").stdout.splitlines()[0]
+    header = kubectl("get", "rpool").stdout.splitlines()[0]
     assert re.split(r"\s{2,}", header.strip()) == [
         "NAME",
         "PROVIDERS",
@@ -195,7 +229,9 @@ def test_get_fedcompute_lists_both_kinds_with_printer_columns(
 # --- examples and the corpus through both paths ----------------------------------------
 
 
-def test_examples_are_accepted_by_the_apiserver_and_offline(cluster_with_crds: Cluster) -> None:
+def test_examples_are_accepted_by_the_apiserver_and_offline(
+    cluster_with_crds: Cluster, kubectl: Kubectl
+) -> None:
     reports = validation.validate_paths([EXAMPLES])
     assert reports and all(r.valid for r in reports), [r.lines() for r in reports]
 
@@ -207,7 +243,7 @@ def test_examples_are_accepted_by_the_apiserver_and_offline(cluster_with_crds: C
     for f in files:
         for doc in yaml.safe_load_all(f.read_text()):
             if doc and doc["kind"] == "Namespace":
-                cluster_with_crds.kubectl(
+                kubectl(
                     "apply",
                     "--server-side",
                     f"--field-manager={FIELD_MANAGER}",
@@ -216,7 +252,7 @@ def test_examples_are_accepted_by_the_apiserver_and_offline(cluster_with_crds: C
                     input=yaml.safe_dump(doc),
                 )
     for f in files:
-        result = cluster_with_crds.kubectl(
+        result = kubectl(
             "apply",
             "--server-side",
             "--force-conflicts",

@@ -199,7 +199,7 @@ class RegionPoolStatus(WireModel):
         default=None, ge=0, description="Allocatable accelerator devices over all models."
     )
     compute_power: TflopsByPrecision | None = Field(
-        default=None, description="Total peak TFLOPS per precision over Ready providers."
+        default=None, description="Total peak TFLOPS per precision over the pool's providers."
     )
     nodes: int | None = Field(default=None, ge=0, description="Virtual nodes of the pool.")
 
