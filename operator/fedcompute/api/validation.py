@@ -383,12 +383,17 @@ def schema_errors(document: Mapping[str, Any], schema: Mapping[str, Any]) -> lis
 
 # --- pass 4: CEL rules -----------------------------------------------------------------
 
-_CEL_ENV: Final = celpy.Environment()
+
+@functools.lru_cache(maxsize=1)
+def _cel_environment() -> celpy.Environment:
+    """Built on first use: constructing the CEL parser costs more than the whole CLI start."""
+    return celpy.Environment()
 
 
 @functools.lru_cache(maxsize=256)
 def _program(expression: str) -> Any:
-    return _CEL_ENV.program(_CEL_ENV.compile(expression))
+    env = _cel_environment()
+    return env.program(env.compile(expression))
 
 
 def evaluate_rule(expression: str, value: Any) -> bool:
