@@ -19,6 +19,7 @@ from fedcompute import __version__
 COMMAND_MODULES: tuple[str, ...] = (
     "fedcompute.local.commands",
     "fedcompute.api.commands",
+    "fedcompute.report.commands",
 )
 
 
