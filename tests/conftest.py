@@ -9,12 +9,21 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
 from fedcompute.local import cluster
 
 PREFIX = f"t{os.getpid()}"
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """Keep each phase's report on the test item, so fixtures can react to failures."""
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report
 
 
 def start_cluster(name: str, **kwargs: object) -> cluster.Cluster:
