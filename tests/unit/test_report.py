@@ -539,3 +539,142 @@ def test_empty_report() -> None:
     table = rendering.render_table(rendering.build_report([], [], now=NOW))
     assert "no RegionPools or ComputeProviders found" in table
     assert "0 provider(s): 0 Ready" in table
+
+
+# --- the command's loop, with the cluster faked ----------------------------------------------
+
+
+def args(*argv: str) -> Any:
+    from fedcompute import cli
+
+    return cli.build_parser().parse_args(["capacity", *argv])
+
+
+class Stop(Exception):
+    pass
+
+
+def run_loop(
+    argv: tuple[str, ...], fetches: list[Any], *, tty: bool = False, color: bool = False
+) -> tuple[int, str, str]:
+    import io
+
+    from fedcompute.report import commands
+
+    out, err = io.StringIO(), io.StringIO()
+    queue = list(fetches)
+
+    def fetch() -> Any:
+        item = queue.pop(0)
+        if isinstance(item, Exception):
+            raise item
+        return item
+
+    def sleep(_: float) -> None:
+        if not queue:
+            raise KeyboardInterrupt
+
+    code = commands.loop(
+        args(*argv),
+        fetch=fetch,
+        out=out,
+        err=err,
+        tty=tty,
+        color=color,
+        clock=lambda: NOW,
+        sleep=sleep,
+        width=lambda: 80,
+    )
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_command_prints_once() -> None:
+    code, out, err = run_loop(("-o", "json"), [platform()])
+    assert code == 0 and err == ""
+    assert json.loads(out) == build()
+
+
+def test_command_api_error_is_one_line_and_exit_1() -> None:
+    from fedcompute.report import commands
+
+    code, out, err = run_loop((), [commands.CapacityError("cannot reach https://x: boom")])
+    assert (code, out) == (1, "")
+    assert err == "fedcompute capacity: cannot reach https://x: boom\n"
+
+
+def test_command_warns_about_unknown_pools() -> None:
+    code, _, err = run_loop(("--pool", "nope"), [platform()])
+    assert code == 0
+    assert "no RegionPool named 'nope'" in err
+
+
+def test_watch_on_a_terminal_redraws_in_place_and_ctrl_c_exits_0() -> None:
+    from fedcompute.report import commands
+
+    code, out, err = run_loop(
+        ("--watch",), [platform(), commands.CapacityError("flaky"), platform()], tty=True
+    )
+    assert code == 0
+    assert out.count(commands.CLEAR) == 2
+    assert out.startswith(commands.CLEAR)
+    # A failure after the first refresh is reported and the watch goes on.
+    assert err == "fedcompute capacity: flaky\n"
+
+
+def test_watch_without_a_terminal_separates_reports() -> None:
+    code, out, _ = run_loop(("--watch",), [platform(), platform()])
+    assert code == 0
+    assert "\x1b" not in out
+    assert out.count("CAPACITY ") == 2
+    assert "\n\nCAPACITY " in out
+    _, yaml_out, _ = run_loop(("--watch", "-o", "yaml"), [platform(), platform()])
+    assert len(list(yaml.safe_load_all(yaml_out))) == 2
+
+
+def test_watch_fails_when_the_first_fetch_fails() -> None:
+    from fedcompute.report import commands
+
+    code, _, _ = run_loop(("--watch",), [commands.CapacityError("down"), platform()])
+    assert code == 1
+
+
+@pytest.mark.parametrize(
+    ("argv", "tty", "environ", "expected"),
+    [
+        ((), True, {}, True),
+        ((), False, {}, False),
+        (("--no-color",), True, {}, False),
+        ((), True, {"NO_COLOR": "1"}, False),
+        ((), True, {"NO_COLOR": ""}, True),
+    ],
+)
+def test_colour_only_on_a_terminal(
+    argv: tuple[str, ...], tty: bool, environ: dict[str, str], expected: bool
+) -> None:
+    from fedcompute.report import commands
+
+    class Stream:
+        def isatty(self) -> bool:
+            return tty
+
+    assert commands.use_color(args(*argv), Stream(), environ) is expected  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "argv", [("--interval", "0"), ("--interval", "x"), ("-o", "xml"), ("--bogus",)]
+)
+def test_usage_errors_exit_2(argv: tuple[str, ...]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        args(*argv)
+    assert exited.value.code == 2
+
+
+def test_importing_the_command_builds_no_client() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, fedcompute.report.commands; "
+        "sys.exit(1 if 'kubernetes.client' in sys.modules else 0)"
+    )
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
