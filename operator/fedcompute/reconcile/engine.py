@@ -588,11 +588,11 @@ class Engine:
                 and cond.get("status") != "True"
                 and prior.get("reason") != cond.get("reason")
             )
-            if prior is None and cond.get("status") == "True" and cond.get("type") != "Ready":
-                continue  # a new object's first good conditions are not news
+            good = (cond.get("status") == "True") != (cond.get("type") == "Degraded")
+            if prior is None and good:
+                continue  # a new object starting out well is not news; a bad start is
             if not (changed or failing_reason_changed):
                 continue
-            good = (cond.get("status") == "True") != (cond.get("type") == "Degraded")
             news.append(
                 (
                     "Normal" if good else "Warning",
