@@ -279,7 +279,7 @@ def test_condition_wire_form_is_metav1_shaped() -> None:
     condition = Condition(
         type=provider.ConditionType.READY,
         status=common.TRUE,
-        reason=provider.Reason.READY,
+        reason=provider.Reason.FRESH,
         last_transition_time=datetime(2025, 1, 1, 8, 0, 0, 123456, tzinfo=UTC),
         observed_generation=3,
     )
@@ -288,7 +288,7 @@ def test_condition_wire_form_is_metav1_shaped() -> None:
         "status": "True",
         "observedGeneration": 3,
         "lastTransitionTime": "2025-01-01T08:00:00Z",
-        "reason": "Ready",
+        "reason": "Fresh",
         "message": "",
     }
     parsed = Condition.model_validate(condition.to_wire())

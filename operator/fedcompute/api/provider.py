@@ -61,21 +61,27 @@ class ConditionType:
 
 
 class Reason:
-    """CamelCase reasons used in ComputeProvider conditions."""
+    """CamelCase reasons of ComputeProvider conditions, as the operator writes them."""
 
-    READY: Final = "Ready"
-    NOT_COLLECTED: Final = "NotCollected"
-    STALE: Final = "Stale"
-    UNSCHEDULABLE: Final = "Unschedulable"
+    # Collected (False reasons are also Ready's reason until a first good collection)
     STATIC_INVENTORY: Final = "StaticInventory"
-    COLLECTION_SUCCEEDED: Final = "CollectionSucceeded"
-    COLLECTION_FAILED: Final = "CollectionFailed"
-    KUBECONFIG_MISSING: Final = "SecretNotFound"
-    KUBECONFIG_KEY_MISSING: Final = "SecretKeyMissing"
+    COLLECTED: Final = "Collected"
+    PENDING: Final = "Pending"
+    UNREACHABLE: Final = "Unreachable"
+    UNAUTHORIZED: Final = "Unauthorized"
+    TIMEOUT: Final = "Timeout"
     INVALID_KUBECONFIG: Final = "InvalidKubeconfig"
-    MEMBER_UNREACHABLE: Final = "MemberUnreachable"
-    MEMBER_FORBIDDEN: Final = "MemberForbidden"
-    CLAIMED_BY_POOL: Final = "ClaimedByPool"
+    INSECURE_KUBECONFIG: Final = "InsecureKubeconfig"
+    KUBECONFIG_NOT_FOUND: Final = "SecretNotFound"
+    INVALID_INVENTORY: Final = "InvalidInventory"
+    COLLECTION_FAILED: Final = "CollectionFailed"
+    # Ready
+    FRESH: Final = "Fresh"
+    STALE: Final = "Stale"
+    NO_READY_NODES: Final = "NoReadyNodes"
+    INVALID_SPEC: Final = "InvalidSpec"
+    # Claimed
+    CLAIMED: Final = "Claimed"
     NO_MATCHING_POOL: Final = "NoMatchingPool"
 
 

@@ -18,7 +18,7 @@ from fedcompute import __version__, quantities
 from fedcompute.api import API_VERSION
 from fedcompute.api.pool import KIND as POOL_KIND
 from fedcompute.api.pool import RegionPool
-from fedcompute.api.provider import NODE_NAME_PREFIX, ComputeProvider
+from fedcompute.api.provider import NODE_NAME_PREFIX, ComputeProvider, Reason
 from fedcompute.capacity.providers import ProviderView
 
 LABEL_POOL: Final = "fedcompute.io/pool"
@@ -112,7 +112,7 @@ def desired_node(provider: ComputeProvider, pool: RegionPool, view: ProviderView
             taints.append(entry)
     if view.ready:
         status, reason, message = "True", "ProviderReady", view.ready_message
-    elif view.ready_reason == "Pending":
+    elif view.ready_reason == Reason.PENDING:
         status, reason, message = "Unknown", "ProviderPending", view.ready_message
     else:
         status, reason = "False", f"Provider{view.ready_reason}"

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Final
+from typing import Any
 
 from fedcompute.api.common import (
     FALSE,
@@ -31,33 +31,11 @@ from fedcompute.api.provider import (
     ComputeProviderStatus,
     ConditionType,
     ProviderAcceleratorStatus,
+    Reason,
 )
 from fedcompute.capacity import inventory
 from fedcompute.capacity.claims import Claim
 from fedcompute.quantities import Quantities
-
-
-class Reason:
-    """Reasons of the provider conditions the operator writes."""
-
-    # Collected
-    STATIC_INVENTORY: Final = "StaticInventory"
-    COLLECTED: Final = "Collected"
-    PENDING: Final = "Pending"
-    UNREACHABLE: Final = "Unreachable"
-    UNAUTHORIZED: Final = "Unauthorized"
-    TIMEOUT: Final = "Timeout"
-    INVALID_KUBECONFIG: Final = "InvalidKubeconfig"
-    INSECURE_KUBECONFIG: Final = "InsecureKubeconfig"
-    SECRET_NOT_FOUND: Final = "SecretNotFound"
-    INVALID_INVENTORY: Final = "InvalidInventory"
-    # Ready
-    FRESH: Final = "Fresh"
-    STALE: Final = "Stale"
-    NO_READY_NODES: Final = "NoReadyNodes"
-    # Claimed
-    CLAIMED: Final = "Claimed"
-    NO_MATCHING_POOL: Final = "NoMatchingPool"
 
 
 @dataclass(frozen=True)

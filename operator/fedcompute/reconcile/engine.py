@@ -29,9 +29,9 @@ from fedcompute.api.common import LabelSelector
 from fedcompute.api.pool import PLURAL as POOL_PLURAL
 from fedcompute.api.pool import RegionPool, RegionPoolStatus
 from fedcompute.api.provider import PLURAL as PROVIDER_PLURAL
-from fedcompute.api.provider import ComputeProvider, ComputeProviderStatus
+from fedcompute.api.provider import ComputeProvider, ComputeProviderStatus, Reason
 from fedcompute.capacity import claims, inventory, nodes, rollup
-from fedcompute.capacity.providers import Collection, ProviderView, Reason, plan_provider
+from fedcompute.capacity.providers import Collection, ProviderView, plan_provider
 from fedcompute.kube import kubeconfigs, members
 from fedcompute.kube.host import Host, HostError
 from fedcompute.metrics import Metrics
@@ -471,12 +471,12 @@ class Engine:
             (c for c in observed.get("conditions") or [] if c.get("type") == "Ready"), {}
         )
         message = f"spec is invalid: {obj.error}"
-        if ready.get("reason") == "InvalidSpec" and ready.get("message") == message:
+        if ready.get("reason") == Reason.INVALID_SPEC and ready.get("message") == message:
             return []
         condition = {
             "type": "Ready",
             "status": "False",
-            "reason": "InvalidSpec",
+            "reason": Reason.INVALID_SPEC,
             "message": message,
             "lastTransitionTime": now,
             "observedGeneration": (obj.body.get("metadata") or {}).get("generation"),
@@ -760,11 +760,11 @@ class Engine:
         except HostError as exc:
             if exc.status == 404:
                 raise _SecretError(
-                    Reason.SECRET_NOT_FOUND, f"Secret {ns}/{ref.name} not found"
+                    Reason.KUBECONFIG_NOT_FOUND, f"Secret {ns}/{ref.name} not found"
                 ) from None
             if exc.status in (401, 403):
                 raise _SecretError(
-                    Reason.SECRET_NOT_FOUND, f"operator may not read Secret {ns}/{ref.name}"
+                    Reason.KUBECONFIG_NOT_FOUND, f"operator may not read Secret {ns}/{ref.name}"
                 ) from None
             raise members.CollectionError(Reason.UNREACHABLE, "host API unavailable") from None
         encoded = (secret.get("data") or {}).get(ref.key)
