@@ -161,6 +161,8 @@ def fetch(connection: Connection) -> Objects:
         pools = list(connection.host.list_all(POOLS_PATH))
     except HostError as exc:
         raise CapacityError(_explain(exc, connection.server)) from None
+    except ValueError as exc:  # a body that is not JSON: not an API server, or a proxy
+        raise CapacityError(f"{connection.server}: unreadable response: {_one_line(exc)}") from None
     return providers, pools
 
 
@@ -219,6 +221,8 @@ def run(args: argparse.Namespace) -> int:
     except CapacityError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        return 130
     try:
         return loop(
             args,
