@@ -24,6 +24,8 @@ import yaml
 
 from fedcompute import quantities
 from fedcompute.api import API_VERSION
+from fedcompute.api import pool as pool_api
+from fedcompute.api import provider as provider_api
 from fedcompute.api.common import PRECISIONS, format_time, plain_decimal
 
 KIND: Final = "CapacityReport"
@@ -51,9 +53,6 @@ class PoolState:
     NOT_READY: Final = "NotReady"
     PENDING: Final = "Pending"
 
-
-STALE_REASON: Final = "Stale"
-GPU_KEY: Final = "gpu"
 
 # --- reading the wire JSON ---------------------------------------------------------------
 
@@ -92,7 +91,7 @@ def _count(value: Any) -> int:
 
 def provider_state(provider: Mapping[str, Any]) -> tuple[str, str, str]:
     """``(state, reason, message)`` of a ComputeProvider, from its Ready condition."""
-    ready = _condition(_mapping(provider.get("status")), "Ready")
+    ready = _condition(_mapping(provider.get("status")), provider_api.ConditionType.READY)
     if ready is None:
         return State.PENDING, "", "no status reported yet"
     status = ready.get("status")
@@ -100,7 +99,7 @@ def provider_state(provider: Mapping[str, Any]) -> tuple[str, str, str]:
     message = str(ready.get("message") or "")
     if status == "True":
         return State.READY, reason, message
-    if reason == STALE_REASON:
+    if reason == provider_api.Reason.STALE:
         return State.STALE, reason, message
     if status == "False":
         return State.NOT_READY, reason, message
@@ -110,8 +109,8 @@ def provider_state(provider: Mapping[str, Any]) -> tuple[str, str, str]:
 def pool_state(pool: Mapping[str, Any]) -> tuple[str, str, str, bool | None]:
     """``(state, reason, message, degraded)`` of a RegionPool, from its conditions."""
     status = _mapping(pool.get("status"))
-    ready = _condition(status, "Ready")
-    degraded_condition = _condition(status, "Degraded")
+    ready = _condition(status, pool_api.ConditionType.READY)
+    degraded_condition = _condition(status, pool_api.ConditionType.DEGRADED)
     degraded = None if degraded_condition is None else degraded_condition.get("status") == "True"
     if ready is None:
         return PoolState.PENDING, "", "no status reported yet", degraded
