@@ -20,6 +20,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "fedcompute.local.commands",
     "fedcompute.api.commands",
     "fedcompute.report.commands",
+    "fedcompute.deploy",
+    "fedcompute.handlers.commands",
 )
 
 

@@ -46,6 +46,9 @@ def register(subparsers: Any) -> None:
     add.add_argument("name")
     add.add_argument("--count", type=int, default=1)
     _shape_args(add)
+    add.add_argument(
+        "--label", action="append", default=[], metavar="KEY=VALUE", help="extra node label"
+    )
     add.set_defaults(func=_nodes_add)
     rm = nsub.add_parser("remove", help="remove simulated nodes (by name, or the last N)")
     rm.add_argument("name")
@@ -133,7 +136,8 @@ def _kubeconfig(args: argparse.Namespace) -> int:
 
 def _nodes_add(args: argparse.Namespace) -> int:
     try:
-        names = cluster.get(args.name).add_nodes(args.count, _shape(args))
+        labels = dict(item.split("=", 1) for item in args.label if "=" in item)
+        names = cluster.get(args.name).add_nodes(args.count, _shape(args), labels=labels)
     except cluster.ClusterError as exc:
         return _fail(str(exc))
     print("\n".join(names))
