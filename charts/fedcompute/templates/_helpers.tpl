@@ -101,3 +101,10 @@ Consistency checks the schema cannot express.
 {{- end }}
 {{- end }}
 {{- end }}
+
+{{/*
+The metrics Service (a Service name is a DNS label: at most 63 characters).
+*/}}
+{{- define "fedcompute.metricsServiceName" -}}
+{{- printf "%s-metrics" (include "fedcompute.fullname" . | trunc 55 | trimSuffix "-") }}
+{{- end }}
