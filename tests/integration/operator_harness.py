@@ -56,6 +56,8 @@ class Platform:
     host: cluster.Cluster
     log_path: Path
     metrics_port: int = field(default_factory=free_port)
+    extra_args: tuple[str, ...] = ("--standalone",)
+    env: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = None
     _client: Any = None
 
@@ -78,12 +80,12 @@ class Platform:
                 NAMESPACE,
                 "--metrics-port",
                 str(self.metrics_port),
-                "--standalone",
+                *self.extra_args,
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=REPO,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env},
         )
         wait_for("operator metrics endpoint", self._metrics_up, timeout=60)
 

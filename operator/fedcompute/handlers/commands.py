@@ -28,10 +28,13 @@ def register(subparsers: Any) -> None:
     run.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on :PORT/metrics")
     mode = run.add_mutually_exclusive_group()
     mode.add_argument(
-        "--standalone", action="store_true", help="no peering: this process always acts (default)"
+        "--standalone", action="store_true", help="a single replica that always acts (default)"
     )
     mode.add_argument(
-        "--peering", metavar="NAME", help="Kopf peering NAME: only one replica acts at a time"
+        "--peering",
+        metavar="NAME",
+        help="run as one of several replicas: every replica watches, only the holder of "
+        "the Lease fedcompute-NAME in --namespace writes; the others stand by",
     )
     run.add_argument(
         "--deny-cidr",
@@ -68,12 +71,14 @@ def _run(args: argparse.Namespace) -> int:
         settings=EngineSettings(namespace=args.namespace, deny_cidrs=deny),
         metrics=Metrics(),
         metrics_port=args.metrics_port,
+        peering=args.peering,
     )
     kopf.run(
         registry=build_registry(options),
         clusterwide=True,
-        standalone=args.peering is None,
-        peering_name=args.peering,
+        # Kopf's own peering freezes peers of equal priority, so identical replicas would
+        # all stop; active/standby comes from the engine's Lease instead (--peering).
+        standalone=True,
         liveness_endpoint=f"http://0.0.0.0:{args.health_port}/healthz"
         if args.health_port
         else None,

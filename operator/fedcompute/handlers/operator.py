@@ -8,6 +8,7 @@ virtual nodes and leases.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from fedcompute.api.provider import PLURAL as PROVIDER_PLURAL
 from fedcompute.kube.host import Host
 from fedcompute.metrics import Metrics
 from fedcompute.reconcile.engine import FINALIZER, Engine, EngineSettings
+from fedcompute.reconcile.leadership import LeaseElector
 
 log = logging.getLogger("fedcompute.operator")
 KOPF_FINALIZER = "fedcompute.io/kopf-finalizer"
@@ -35,6 +37,7 @@ class OperatorOptions:
     settings: EngineSettings
     metrics: Metrics
     metrics_port: int | None = None
+    peering: str | None = None
 
 
 def configure(settings: kopf.OperatorSettings) -> None:
@@ -73,9 +76,24 @@ def build_registry(options: OperatorOptions) -> kopf.OperatorRegistry:
             options.kubeconfig, pool_size=options.settings.write_concurrency * 2
         )
         engine = Engine(host, options.settings, metrics=options.metrics)
-        await engine.bootstrap()
-        engine.start()
         memo["engine"] = engine
+
+        async def lead() -> None:
+            await engine.bootstrap()
+            engine.start()
+
+        if options.peering:
+            elector = LeaseElector(
+                host,
+                namespace=options.settings.namespace,
+                name=f"fedcompute-{options.peering}",
+                identity=os.environ.get("POD_NAME") or None,
+            )
+            memo["elector"] = asyncio.get_running_loop().create_task(
+                elector.run(lead, engine.stop_loops)
+            )
+        else:
+            await lead()
         if options.metrics_port is not None:
             from prometheus_client import start_http_server
 
@@ -84,6 +102,9 @@ def build_registry(options: OperatorOptions) -> kopf.OperatorRegistry:
 
     @kopf.on.cleanup(registry=registry)
     async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+        elector: asyncio.Task[None] | None = memo.get("elector")
+        if elector is not None:
+            elector.cancel()
         engine: Engine | None = memo.get("engine")
         if engine is not None:
             await engine.stop()

@@ -232,7 +232,9 @@ class Engine:
         )
 
     def start(self) -> None:
-        """Start the background loops (after :meth:`bootstrap`)."""
+        """Start the background loops (after :meth:`bootstrap`); idempotent."""
+        if self._tasks:
+            return
         loop = asyncio.get_running_loop()
         for coro in (
             self._reconcile_loop(),
@@ -242,11 +244,16 @@ class Engine:
         ):
             self._tasks.append(loop.create_task(coro))
 
-    async def stop(self) -> None:
-        """Cancel the loops and release the pools."""
-        for task in self._tasks:
+    async def stop_loops(self) -> None:
+        """Cancel the loops (the engine keeps observing and can start again)."""
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def stop(self) -> None:
+        """Cancel the loops and release the thread pools."""
+        await self.stop_loops()
         self._writers.shutdown(wait=False, cancel_futures=True)
         self._collectors.shutdown(wait=False, cancel_futures=True)
 
