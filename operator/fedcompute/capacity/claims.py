@@ -41,7 +41,7 @@ def claim_all(
     for provider in providers:
         labels = provider.metadata.labels or {}
         matching = [p for p in order if p.spec.selects(region=provider.spec.region, labels=labels)]
-        if provider.name in gone or not matching:
+        if not matching:
             result[provider.name] = None
             continue
         winner = matching[0]

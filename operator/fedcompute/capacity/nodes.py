@@ -210,9 +210,13 @@ def metadata_patch(d: DesiredNode, observed: Mapping[str, Any]) -> Json | None:
     labels = meta.get("labels") or {}
     annotations = meta.get("annotations") or {}
     try:
-        managed_before = set(json.loads(annotations.get(ANNOTATION_MANAGED_LABELS, "[]")))
+        recorded = json.loads(annotations.get(ANNOTATION_MANAGED_LABELS, "[]"))
     except ValueError:
-        managed_before = set()
+        recorded = []
+    # Anyone may edit the annotation: only a list of strings names labels to remove.
+    managed_before = (
+        {k for k in recorded if isinstance(k, str)} if isinstance(recorded, list) else set()
+    )
     patch: Json = {}
     label_patch: dict[str, str | None] = {k: v for k, v in d.labels.items() if labels.get(k) != v}
     for key in managed_before - set(d.labels):
@@ -279,12 +283,18 @@ def status_patch(d: DesiredNode, observed: Mapping[str, Any], now: datetime) -> 
     others = [c for t, c in _conditions_by_type(observed).items() if t != "Ready"]
     return {
         "status": {
-            "capacity": d.capacity,
-            "allocatable": d.allocatable,
+            "capacity": _replacing(status.get("capacity"), d.capacity),
+            "allocatable": _replacing(status.get("allocatable"), d.allocatable),
             "conditions": [_ready_condition(d, now, previous), *others],
             "nodeInfo": _node_info(),
         }
     }
+
+
+def _replacing(observed: Mapping[str, Any] | None, wanted: Mapping[str, str]) -> Json:
+    """``wanted`` as a merge patch over ``observed``: resources no longer there become null."""
+    gone: Json = {k: None for k in observed or {} if k not in wanted}
+    return {**gone, **wanted}
 
 
 def _normal(values: Mapping[str, Any] | None) -> dict[str, Any]:

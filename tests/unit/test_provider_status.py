@@ -1,0 +1,545 @@
+"""One provider's desired status: static and member sources, freshness, claims, stability."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from fedcompute import quantities
+from fedcompute.api.common import find_condition
+from fedcompute.api.provider import ComputeProvider, ComputeProviderStatus, Reason
+from fedcompute.capacity import inventory
+from fedcompute.capacity.claims import Claim
+from fedcompute.capacity.inventory import AcceleratorInventory, MemberInventory
+from fedcompute.capacity.providers import (
+    Collection,
+    ProviderView,
+    plan_provider,
+    static_compute_power,
+    static_inventory,
+)
+
+T0 = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)
+STALE_AFTER = 180  # the default, 3m
+GPU = "nvidia.com/gpu"
+
+
+def q(values: Mapping[str, str | int]) -> dict[str, Decimal]:
+    return quantities.parse_map(values)
+
+
+def at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+# --- builders ------------------------------------------------------------------------------
+
+
+def static_provider(
+    *,
+    resources: dict[str, str] | None = None,
+    accelerators: list[dict[str, Any]] | None = None,
+    reserved: dict[str, str] | None = None,
+    node_count: int | None = None,
+    unschedulable: bool = False,
+    generation: int = 1,
+) -> ComputeProvider:
+    static: dict[str, Any] = {"resources": resources or {"cpu": "100", "memory": "1Ti"}}
+    if accelerators is not None:
+        static["accelerators"] = accelerators
+    if node_count is not None:
+        static["nodeCount"] = node_count
+    spec: dict[str, Any] = {
+        "region": "east",
+        "source": {"static": static},
+        "unschedulable": unschedulable,
+    }
+    if reserved is not None:
+        spec["reserved"] = reserved
+    return ComputeProvider.model_validate(
+        {"metadata": {"name": "hpc", "generation": generation}, "spec": spec}
+    )
+
+
+def member_provider(*, unschedulable: bool = False, generation: int = 1) -> ComputeProvider:
+    return ComputeProvider.model_validate(
+        {
+            "metadata": {"name": "member", "generation": generation},
+            "spec": {
+                "region": "west",
+                "unschedulable": unschedulable,
+                "source": {"kubernetes": {"kubeconfigSecretRef": {"name": "member-kubeconfig"}}},
+                "monitoring": {"interval": "30s", "timeout": "10s", "staleAfter": "3m"},
+            },
+        }
+    )
+
+
+def figures(
+    *,
+    cpu: str = "64",
+    used_cpu: str = "4",
+    nodes_total: int = 2,
+    nodes_ready: int = 2,
+    gpus: int = 0,
+) -> MemberInventory:
+    capacity = q({"cpu": cpu, "memory": "256Gi"})
+    allocated = q({"cpu": used_cpu})
+    devices: tuple[AcceleratorInventory, ...] = ()
+    if gpus:
+        capacity[GPU] = Decimal(gpus)
+        allocated[GPU] = Decimal(1)
+        devices = (AcceleratorInventory("A100", GPU, nodes_total, gpus, gpus, 1, gpus - 1),)
+    return MemberInventory(
+        capacity=capacity,
+        allocatable=dict(capacity),
+        allocated=allocated,
+        available=quantities.subtract(capacity, allocated),
+        nodes_total=nodes_total,
+        nodes_ready=nodes_ready,
+        nodes_counted=nodes_ready,
+        accelerators=devices,
+    )
+
+
+def good(at_time: datetime, inv: MemberInventory | None = None) -> Collection:
+    return Collection(inventory=inv or figures(), succeeded_at=at_time, attempted_at=at_time)
+
+
+def with_status(provider: ComputeProvider, status: ComputeProviderStatus) -> ComputeProvider:
+    """The provider as the API would return it after the status was written."""
+    return ComputeProvider.model_validate({**provider.to_wire(), "status": status.to_wire()})
+
+
+def conditions(view: ProviderView) -> dict[str, tuple[str, str]]:
+    return {c.type: (c.status, c.reason) for c in view.status.conditions or []}
+
+
+def transition(view: ProviderView, type_: str) -> datetime:
+    found = find_condition(view.status.conditions, type_)
+    assert found is not None
+    return found.last_transition_time
+
+
+def wire(status: ComputeProviderStatus) -> str:
+    return json.dumps(status.to_wire(), sort_keys=True)
+
+
+CLAIM = Claim(pool="pool-a", priority=5)
+
+
+# --- static providers ----------------------------------------------------------------------
+
+
+def test_static_figures_subtract_reserved_and_nothing_is_allocated() -> None:
+    p = static_provider(
+        resources={"cpu": "100", "memory": "1Ti"}, reserved={"cpu": "10", "memory": "24Ti"}
+    )
+    view = plan_provider(p, collection=None, claim=CLAIM, now=T0)
+    assert view.capacity == q({"cpu": "100", "memory": "1Ti"})
+    # Reserved more memory than exists: clamped at zero, never negative.
+    assert view.allocatable == q({"cpu": "90", "memory": "0"})
+    assert view.available == view.allocatable
+    assert view.allocated == {}
+    assert view.status.to_wire()["allocatable"] == {"cpu": "90", "memory": "0"}
+
+
+def test_static_provider_is_ready_and_collected_by_declaration() -> None:
+    view = plan_provider(static_provider(node_count=12), collection=None, claim=CLAIM, now=T0)
+    assert conditions(view) == {
+        "Ready": ("True", Reason.STATIC_INVENTORY),
+        "Collected": ("True", Reason.STATIC_INVENTORY),
+        "Claimed": ("True", Reason.CLAIMED),
+    }
+    assert (view.ready, view.offered) == (True, True)
+    assert view.status.nodes is not None
+    assert (view.status.nodes.total, view.status.nodes.ready) == (12, 12)
+    assert view.status.last_collection_time == T0
+
+
+def test_static_provider_ignores_any_collection() -> None:
+    failed = Collection(attempted_at=T0, error_reason=Reason.UNREACHABLE, error_message="x")
+    view = plan_provider(static_provider(), collection=failed, claim=None, now=T0)
+    assert conditions(view)["Ready"] == ("True", Reason.STATIC_INVENTORY)
+    assert conditions(view)["Collected"] == ("True", Reason.STATIC_INVENTORY)
+
+
+def test_static_compute_power_is_count_times_tflops_per_device_summed_over_models() -> None:
+    p = static_provider(
+        resources={"cpu": "100", GPU: "24"},
+        accelerators=[
+            {"model": "A100", "count": 16, "tflopsPerDevice": {"fp64": "9.7", "fp16": "312"}},
+            {"model": "H100", "count": 8, "tflopsPerDevice": {"fp16": "989.5"}},
+            {"model": "old", "count": 3},  # no datasheet figures: adds nothing
+        ],
+    )
+    expected = {"fp64": Decimal("155.2"), "fp16": Decimal(16 * 312 + 8 * 989.5)}
+    assert static_compute_power(p) == expected
+    view = plan_provider(p, collection=None, claim=None, now=T0)
+    assert view.compute_power == expected
+    assert view.status.to_wire()["computePower"] == {"fp64": "155.2", "fp16": "12908"}
+
+
+def test_static_accelerators_in_status_sorted_by_model_with_their_count() -> None:
+    p = static_provider(
+        resources={"cpu": "100", GPU: "11"},
+        accelerators=[{"model": "H100", "count": 8}, {"model": "A100", "count": 3}],
+    )
+    view = plan_provider(p, collection=None, claim=None, now=T0)
+    assert [(a.model, a.count, a.available) for a in view.status.accelerators or []] == [
+        ("A100", 3, 3),
+        ("H100", 8, 8),
+    ]
+    assert view.status.accelerator_count == 11
+    assert static_inventory(p).capacity[GPU] == Decimal(11)
+
+
+def test_static_without_accelerators_has_no_compute_power() -> None:
+    p = static_provider()
+    assert static_compute_power(p) == {}
+    view = plan_provider(p, collection=None, claim=None, now=T0)
+    assert view.status.compute_power is None
+    assert view.status.accelerators is None
+    assert view.status.accelerator_count == 0
+
+
+def test_static_compute_power_of_a_member_provider_is_empty() -> None:
+    assert static_compute_power(member_provider()) == {}
+
+
+# --- member providers: the life cycle ------------------------------------------------------
+
+PENDING = {"Ready": ("Unknown", Reason.PENDING), "Collected": ("Unknown", Reason.PENDING)}
+
+
+@pytest.mark.parametrize(
+    ("collection", "now", "expected", "ready", "has_figures"),
+    [
+        pytest.param(None, T0, PENDING, False, False, id="never-attempted"),
+        pytest.param(Collection(), T0, PENDING, False, False, id="empty-collection"),
+        pytest.param(
+            Collection(attempted_at=T0, error_reason=Reason.UNAUTHORIZED, error_message="401"),
+            T0,
+            {
+                "Ready": ("False", Reason.UNAUTHORIZED),
+                "Collected": ("False", Reason.UNAUTHORIZED),
+            },
+            False,
+            False,
+            id="failure-before-any-success",
+        ),
+        pytest.param(
+            good(T0),
+            at(5),
+            {"Ready": ("True", Reason.FRESH), "Collected": ("True", Reason.COLLECTED)},
+            True,
+            True,
+            id="success",
+        ),
+        pytest.param(
+            good(T0).failed(at(60), Reason.TIMEOUT, "deadline exceeded"),
+            at(60),
+            {"Ready": ("True", Reason.FRESH), "Collected": ("False", Reason.TIMEOUT)},
+            True,
+            True,
+            id="failure-after-success-within-staleAfter",
+        ),
+        pytest.param(
+            good(T0),
+            at(STALE_AFTER),
+            {"Ready": ("True", Reason.FRESH), "Collected": ("True", Reason.COLLECTED)},
+            True,
+            True,
+            id="exactly-staleAfter-still-fresh",
+        ),
+        pytest.param(
+            good(T0).failed(at(STALE_AFTER + 1), Reason.UNREACHABLE, "no route"),
+            at(STALE_AFTER + 1),
+            {"Ready": ("False", Reason.STALE), "Collected": ("False", Reason.UNREACHABLE)},
+            False,
+            True,
+            id="stale-after-failures",
+        ),
+        pytest.param(
+            good(T0),
+            at(STALE_AFTER + 1),
+            {"Ready": ("False", Reason.STALE), "Collected": ("True", Reason.COLLECTED)},
+            False,
+            True,
+            id="stale-without-new-attempt",
+        ),
+        pytest.param(
+            good(T0, figures(nodes_total=3, nodes_ready=0)),
+            at(1),
+            {"Ready": ("False", Reason.NO_READY_NODES), "Collected": ("True", Reason.COLLECTED)},
+            False,
+            True,
+            id="no-ready-nodes",
+        ),
+    ],
+)
+def test_member_life_cycle(
+    collection: Collection | None,
+    now: datetime,
+    expected: dict[str, tuple[str, str]],
+    ready: bool,
+    has_figures: bool,
+) -> None:
+    view = plan_provider(member_provider(), collection=collection, claim=CLAIM, now=now)
+    got = conditions(view)
+    assert {k: got[k] for k in ("Ready", "Collected")} == expected
+    assert view.ready is ready
+    assert view.offered is ready
+    assert view.has_figures is has_figures
+    assert (view.status.capacity is not None) is has_figures
+    assert view.ready_reason == expected["Ready"][1]
+
+
+def test_failure_before_success_says_never_collected_with_the_error() -> None:
+    c = Collection(attempted_at=T0, error_reason=Reason.UNREACHABLE, error_message="dial: refused")
+    view = plan_provider(member_provider(), collection=c, claim=None, now=T0)
+    ready = find_condition(view.status.conditions, "Ready")
+    collected = find_condition(view.status.conditions, "Collected")
+    assert ready is not None and collected is not None
+    assert ready.message == "never collected: dial: refused"
+    assert collected.message == "dial: refused"
+    assert view.status.last_collection_time is None
+    assert view.capacity == {}
+
+
+def test_failure_after_success_keeps_the_last_good_figures() -> None:
+    inv = figures(cpu="48", used_cpu="8")
+    first = plan_provider(member_provider(), collection=good(T0, inv), claim=CLAIM, now=T0)
+    failed = good(T0, inv).failed(at(30), Reason.UNREACHABLE, "timeout")
+    p = with_status(member_provider(), first.status)
+    view = plan_provider(p, collection=failed, claim=CLAIM, now=at(30))
+    assert view.capacity == inv.capacity
+    assert view.available == q({"cpu": "40", "memory": "256Gi"})
+    for key in ("capacity", "allocatable", "allocated", "available", "nodes"):
+        assert view.status.to_wire()[key] == first.status.to_wire()[key]
+    # The figures date from the last good collection, not from the failed attempt.
+    assert view.status.last_collection_time == T0
+
+
+def test_stale_message_names_the_threshold_and_the_last_good_collection() -> None:
+    view = plan_provider(
+        member_provider(), collection=good(T0), claim=None, now=at(STALE_AFTER + 60)
+    )
+    assert view.ready_message == (
+        "no good collection for more than 3m (last at 2025-03-01T12:00:00Z)"
+    )
+    # Stale figures still describe the provider: they stay in status.
+    assert view.status.to_wire()["capacity"] == {"cpu": "64", "memory": "256Gi"}
+
+
+def test_no_ready_nodes_message_counts_the_selected_nodes() -> None:
+    inv = figures(nodes_total=3, nodes_ready=0)
+    view = plan_provider(member_provider(), collection=good(T0, inv), claim=None, now=T0)
+    assert view.ready_message == "none of the member's 3 selected nodes is Ready"
+
+
+def test_member_figures_from_summarize_member() -> None:
+    def node(name: str, ready: str, cpu: str) -> dict[str, Any]:
+        return {
+            "metadata": {"name": name, "labels": {"nvidia.com/gpu.product": "H100"}},
+            "status": {
+                "capacity": {"cpu": cpu, GPU: "4"},
+                "allocatable": {"cpu": cpu, GPU: "4"},
+                "conditions": [{"type": "Ready", "status": ready}],
+            },
+        }
+
+    pod = {
+        "spec": {
+            "nodeName": "n1",
+            "containers": [{"name": "c", "resources": {"requests": {"cpu": "2", GPU: "1"}}}],
+        },
+        "status": {"phase": "Running"},
+    }
+    inv = inventory.summarize_member(
+        [node("n1", "True", "16"), node("n2", "False", "16")],
+        [pod],
+        accelerator_model_label="nvidia.com/gpu.product",
+        accelerator_resources=[GPU],
+        reserved={},
+    )
+    view = plan_provider(member_provider(), collection=good(T0, inv), claim=None, now=T0)
+    wire_status = view.status.to_wire()
+    assert wire_status["capacity"] == {"cpu": "32", GPU: "8"}
+    assert wire_status["allocatable"] == {"cpu": "16", GPU: "4"}
+    assert wire_status["available"] == {"cpu": "14", GPU: "3"}
+    assert wire_status["nodes"] == {"total": 2, "ready": 1}
+    assert wire_status["accelerators"] == [
+        {"model": "H100", "resourceName": GPU, "count": 4, "allocated": 1, "available": 3}
+    ]
+    assert wire_status["acceleratorCount"] == 4
+
+
+def test_one_accelerator_entry_per_model_across_resources() -> None:
+    inv = MemberInventory(
+        capacity={},
+        allocatable={},
+        allocated={},
+        available={},
+        nodes_total=1,
+        nodes_ready=1,
+        nodes_counted=1,
+        accelerators=(
+            AcceleratorInventory("A100", GPU, 1, 4, 4, 1, 3),
+            AcceleratorInventory("A100", "nvidia.com/mig-1g.10gb", 1, 2, 2, 0, 2),
+        ),
+    )
+    view = plan_provider(member_provider(), collection=good(T0, inv), claim=None, now=T0)
+    assert [
+        (a.model, a.count, a.allocated, a.available) for a in view.status.accelerators or []
+    ] == [("A100", 6, 1, 5)]
+    assert view.status.accelerator_count == 6
+
+
+# --- schedulability and claims -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("make", [static_provider, member_provider], ids=["static", "member"])
+def test_unschedulable_provider_is_ready_but_not_offered(make: Any) -> None:
+    view = plan_provider(make(unschedulable=True), collection=good(T0), claim=CLAIM, now=T0)
+    assert view.ready is True
+    assert view.offered is False
+    assert conditions(view)["Ready"][0] == "True"
+    # Its figures stay in the inventory.
+    assert view.status.capacity
+
+
+def test_claimed_provider_names_its_pool_priority_and_contenders() -> None:
+    claim = Claim(pool="main", priority=7, contenders=("b", "c", "d", "e", "f", "g"))
+    view = plan_provider(static_provider(), collection=None, claim=claim, now=T0)
+    claimed = find_condition(view.status.conditions, "Claimed")
+    assert claimed is not None
+    assert (claimed.status, claimed.reason) == ("True", Reason.CLAIMED)
+    # At most five contenders are named.
+    assert (
+        claimed.message == "claimed by RegionPool main (priority 7); also matched by b, c, d, e, f"
+    )
+    assert view.status.pool == "main"
+    assert view.status.to_wire()["pool"] == "main"
+    assert view.claim == claim
+
+
+def test_claim_without_contenders_mentions_none() -> None:
+    view = plan_provider(static_provider(), collection=None, claim=CLAIM, now=T0)
+    claimed = find_condition(view.status.conditions, "Claimed")
+    assert claimed is not None
+    assert claimed.message == "claimed by RegionPool pool-a (priority 5)"
+
+
+def test_unclaimed_provider_has_no_pool() -> None:
+    view = plan_provider(static_provider(), collection=None, claim=None, now=T0)
+    assert conditions(view)["Claimed"] == ("False", Reason.NO_MATCHING_POOL)
+    assert view.status.pool is None
+    assert "pool" not in view.status.to_wire()
+
+
+def test_losing_the_claim_clears_status_pool() -> None:
+    first = plan_provider(static_provider(), collection=None, claim=CLAIM, now=T0)
+    p = with_status(static_provider(), first.status)
+    view = plan_provider(p, collection=None, claim=None, now=at(10))
+    assert "pool" not in view.status.to_wire()
+    assert conditions(view)["Claimed"] == ("False", Reason.NO_MATCHING_POOL)
+    assert transition(view, "Claimed") == at(10)
+
+
+def test_conditions_are_ordered_ready_collected_claimed_and_carry_the_generation() -> None:
+    view = plan_provider(static_provider(generation=4), collection=None, claim=None, now=T0)
+    assert [c.type for c in view.status.conditions or []] == ["Ready", "Collected", "Claimed"]
+    assert {c.observed_generation for c in view.status.conditions or []} == {4}
+    assert view.status.observed_generation == 4
+
+
+# --- transition times ----------------------------------------------------------------------
+
+
+def test_transition_time_kept_while_status_holds_and_moved_when_it_changes() -> None:
+    p = member_provider()
+    first = plan_provider(p, collection=good(T0), claim=CLAIM, now=T0)
+    assert transition(first, "Ready") == T0
+
+    # A failed attempt: Collected flips (new time), Ready stays True (time kept).
+    failed = good(T0).failed(at(40), Reason.UNREACHABLE, "down")
+    second = plan_provider(with_status(p, first.status), collection=failed, claim=CLAIM, now=at(40))
+    assert transition(second, "Ready") == T0
+    assert transition(second, "Collected") == at(40)
+    assert transition(second, "Claimed") == T0
+
+    # Past staleAfter: Ready flips to False.
+    third = plan_provider(
+        with_status(p, second.status), collection=failed, claim=CLAIM, now=at(STALE_AFTER + 5)
+    )
+    assert conditions(third)["Ready"] == ("False", Reason.STALE)
+    assert transition(third, "Ready") == at(STALE_AFTER + 5)
+    assert transition(third, "Collected") == at(40)
+
+
+def test_reason_change_without_status_change_keeps_transition_time() -> None:
+    p = member_provider()
+    c1 = Collection(attempted_at=T0, error_reason=Reason.UNREACHABLE, error_message="a")
+    first = plan_provider(p, collection=c1, claim=None, now=T0)
+    c2 = Collection(attempted_at=at(30), error_reason=Reason.UNAUTHORIZED, error_message="b")
+    second = plan_provider(with_status(p, first.status), collection=c2, claim=None, now=at(30))
+    assert conditions(second)["Ready"] == ("False", Reason.UNAUTHORIZED)
+    assert transition(second, "Ready") == T0
+
+
+# --- lastCollectionTime: written only together with another change -------------------------
+
+
+def test_identical_figures_collected_later_give_byte_identical_status() -> None:
+    p = member_provider()
+    first = plan_provider(p, collection=good(T0), claim=CLAIM, now=T0)
+    assert first.status.last_collection_time == T0
+    again = plan_provider(
+        with_status(p, first.status), collection=good(at(30)), claim=CLAIM, now=at(30)
+    )
+    assert wire(again.status) == wire(first.status)
+
+
+def test_static_replanned_later_is_byte_identical() -> None:
+    p = static_provider()
+    first = plan_provider(p, collection=None, claim=CLAIM, now=T0)
+    again = plan_provider(with_status(p, first.status), collection=None, claim=CLAIM, now=at(600))
+    assert wire(again.status) == wire(first.status)
+
+
+def test_changed_figures_move_last_collection_time() -> None:
+    p = member_provider()
+    first = plan_provider(p, collection=good(T0), claim=CLAIM, now=T0)
+    changed = good(at(30), figures(used_cpu="10"))
+    second = plan_provider(
+        with_status(p, first.status), collection=changed, claim=CLAIM, now=at(30)
+    )
+    assert second.status.to_wire()["available"]["cpu"] == "54"
+    assert second.status.last_collection_time == at(30)
+
+
+def test_other_status_change_carries_the_latest_good_collection_time() -> None:
+    p = member_provider()
+    first = plan_provider(p, collection=good(T0), claim=CLAIM, now=T0)
+    # Same figures at 30s: nothing written, time held at T0.
+    held = plan_provider(
+        with_status(p, first.status), collection=good(at(30)), claim=CLAIM, now=at(30)
+    )
+    assert held.status.last_collection_time == T0
+    # A failure at 60s changes Collected: the time moves to the real last success (30s),
+    # not to the failed attempt.
+    failed = good(at(30)).failed(at(60), Reason.TIMEOUT, "slow")
+    moved = plan_provider(with_status(p, held.status), collection=failed, claim=CLAIM, now=at(60))
+    assert moved.status.last_collection_time == at(30)
+
+
+def test_pending_provider_has_no_last_collection_time() -> None:
+    view = plan_provider(member_provider(), collection=None, claim=None, now=T0)
+    assert view.status.last_collection_time is None
+    assert "lastCollectionTime" not in view.status.to_wire()
