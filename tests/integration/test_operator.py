@@ -190,6 +190,17 @@ def test_member_status_matches_ground_truth(
     wait_for("grown member", matches(capacity2, allocated2, available2, 32), timeout=20)
     assert time.monotonic() - started < 20
 
+    # A restart rewrites nothing: the new process carries the status over until its first
+    # collection, which finds nothing new.
+    time.sleep(6)
+    before = platform.provider("truth")["metadata"]["resourceVersion"]
+    node_before = platform.node("fc-truth")["metadata"]["resourceVersion"]
+    platform.stop()
+    platform.start()
+    time.sleep(8)  # more than one interval: at least one collection ran
+    assert platform.provider("truth")["metadata"]["resourceVersion"] == before
+    assert platform.node("fc-truth")["metadata"]["resourceVersion"] == node_before
+
 
 class _Listener:
     """A TCP listener on loopback that counts every connection it is offered."""

@@ -20,6 +20,7 @@ from fedcompute.capacity.providers import (
     Collection,
     ProviderView,
     plan_provider,
+    resumed_collection,
     static_compute_power,
     static_inventory,
 )
@@ -543,3 +544,55 @@ def test_pending_provider_has_no_last_collection_time() -> None:
     view = plan_provider(member_provider(), collection=None, claim=None, now=T0)
     assert view.status.last_collection_time is None
     assert "lastCollectionTime" not in view.status.to_wire()
+
+
+# --- a restarted operator ----------------------------------------------------------------
+
+
+def test_restart_before_the_first_collection_rewrites_nothing() -> None:
+    """A new process that has not collected yet leaves the previous status as it was."""
+    written = plan_provider(
+        member_provider(), collection=good(T0, figures(gpus=8)), claim=CLAIM, now=T0
+    )
+    restarted = with_status(member_provider(), written.status)
+    view = plan_provider(restarted, collection=None, claim=CLAIM, now=at(90))
+    assert wire(view.status) == wire(written.status)
+    assert view.ready and view.offered
+    assert view.available == written.available
+    assert [d.model for d in view.accelerators] == ["A100"]
+
+
+def test_restart_keeps_a_failing_member_failing_with_its_figures() -> None:
+    first = plan_provider(member_provider(), collection=good(T0), claim=CLAIM, now=T0)
+    failed = good(T0).failed(at(30), Reason.TIMEOUT, "collection took longer than 10s")
+    second = plan_provider(
+        with_status(member_provider(), first.status), collection=failed, claim=CLAIM, now=at(30)
+    )
+    view = plan_provider(
+        with_status(member_provider(), second.status), collection=None, claim=CLAIM, now=at(40)
+    )
+    assert wire(view.status) == wire(second.status)
+    assert conditions(view)["Collected"] == ("False", Reason.TIMEOUT)
+
+
+def test_first_failure_after_restart_keeps_the_figures_from_status() -> None:
+    written = plan_provider(member_provider(), collection=good(T0), claim=CLAIM, now=T0)
+    restarted = with_status(member_provider(), written.status)
+    resumed = resumed_collection(restarted)
+    assert resumed.inventory is not None and resumed.succeeded_at == T0
+    view = plan_provider(
+        restarted,
+        collection=resumed.failed(at(60), Reason.UNREACHABLE, "connection refused"),
+        claim=CLAIM,
+        now=at(60),
+    )
+    assert conditions(view)["Collected"] == ("False", Reason.UNREACHABLE)
+    assert conditions(view)["Ready"] == ("True", Reason.FRESH)  # 60s < staleAfter
+    for key in ("capacity", "allocatable", "allocated", "available"):
+        assert view.status.to_wire()[key] == written.status.to_wire()[key]
+
+
+def test_a_never_written_member_resumes_from_nothing() -> None:
+    assert resumed_collection(member_provider()) == Collection()
+    view = plan_provider(member_provider(), collection=None, claim=CLAIM, now=T0)
+    assert conditions(view)["Ready"] == ("Unknown", Reason.PENDING)

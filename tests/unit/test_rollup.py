@@ -260,7 +260,7 @@ def test_paused_pool_says_so_in_ready_message(
         pytest.param([True, True], ("False", Reason.ALL_PROVIDERS_READY, ""), id="all-ready"),
         pytest.param(
             [True, False],
-            ("True", Reason.PROVIDERS_NOT_READY, "1 providers not Ready: p1"),
+            ("True", Reason.PROVIDERS_NOT_READY, "1 provider not Ready: p1"),
             id="one-down",
         ),
         pytest.param(

@@ -391,7 +391,12 @@ def test_missing_annotation_is_added() -> None:
     node = created(d)
     del node["metadata"]["annotations"]
     assert nodes.metadata_patch(d, node) == {
-        "metadata": {"annotations": {"fedcompute.io/managed-labels": json.dumps(sorted(d.labels))}}
+        "metadata": {
+            "annotations": {
+                "fedcompute.io/managed-labels": json.dumps(sorted(d.labels)),
+                "fedcompute.io/managed-taints": json.dumps(["fedcompute.io/virtual:NoSchedule"]),
+            }
+        }
     }
 
 
@@ -441,7 +446,42 @@ def test_pool_taints_dropped_from_the_template_are_removed() -> None:
     the_pool = pool(taints=[{"key": "dedicated", "value": "ml", "effect": "NoSchedule"}])
     node = created(desired(the_pool=the_pool))
     patch = nodes.metadata_patch(desired(), node)
-    assert patch == {"spec": {"taints": [VIRTUAL]}}
+    assert patch == {
+        "metadata": {
+            "annotations": {
+                "fedcompute.io/managed-taints": json.dumps(["fedcompute.io/virtual:NoSchedule"])
+            }
+        },
+        "spec": {"taints": [VIRTUAL]},
+    }
+
+
+def test_taints_someone_else_added_are_kept() -> None:
+    d = desired()
+    node = created(d)
+    admin = {"key": "maintenance", "value": "true", "effect": "NoSchedule"}
+    lifecycle = {"key": "node.kubernetes.io/unreachable", "effect": "NoExecute"}
+    node["spec"]["taints"] = [*node["spec"]["taints"], admin, lifecycle]
+    assert nodes.metadata_patch(d, node) is None
+    # ...even when the operator's own taints change at the same time.
+    the_pool = pool(taints=[{"key": "dedicated", "value": "ml", "effect": "NoSchedule"}])
+    patch = nodes.metadata_patch(desired(the_pool=the_pool), node)
+    assert patch is not None
+    assert admin in patch["spec"]["taints"] and lifecycle in patch["spec"]["taints"]
+
+
+def test_node_ready_reason_follows_the_provider_but_not_over_the_lifecycle_controller() -> None:
+    down = desired(ready=False, reason=Reason.UNREACHABLE)
+    node = created(down)
+    stale = desired(ready=False, reason=Reason.STALE)
+    patch = nodes.status_patch(stale, node, T0)
+    assert patch is not None
+    ready = next(c for c in patch["status"]["conditions"] if c["type"] == "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "ProviderStale")
+    for c in node["status"]["conditions"]:
+        if c["type"] == "Ready":
+            c.update(status="Unknown", reason="NodeStatusUnknown")
+    assert nodes.status_patch(stale, node, T0) is None
 
 
 def test_taint_value_change_is_patched() -> None:

@@ -44,7 +44,8 @@ class ConditionType:
     """Condition types a RegionPool reports."""
 
     READY: Final = "Ready"
-    """At least ``minReadyProviders`` claimed providers are Ready (and the pool is not paused)."""
+    """At least ``minReadyProviders`` claimed providers are Ready (a paused pool says so in
+    the message: it still reports, but its nodes are not updated)."""
     DEGRADED: Final = "Degraded"
     """Some claimed providers are not Ready."""
 
@@ -55,7 +56,6 @@ class Reason:
     ENOUGH_PROVIDERS_READY: Final = "EnoughProvidersReady"
     NOT_ENOUGH_PROVIDERS_READY: Final = "NotEnoughProvidersReady"
     NO_PROVIDERS: Final = "NoProviders"
-    PAUSED: Final = "Paused"
     PROVIDERS_NOT_READY: Final = "ProvidersNotReady"
     ALL_PROVIDERS_READY: Final = "AllProvidersReady"
 

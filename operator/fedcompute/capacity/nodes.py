@@ -28,12 +28,11 @@ LABEL_ACCELERATOR: Final = "fedcompute.io/accelerator"
 LABEL_REGION: Final = "topology.kubernetes.io/region"
 LABEL_ZONE: Final = "topology.kubernetes.io/zone"
 ANNOTATION_MANAGED_LABELS: Final = "fedcompute.io/managed-labels"
+ANNOTATION_MANAGED_TAINTS: Final = "fedcompute.io/managed-taints"
 VIRTUAL_TAINT: Final = {"key": "fedcompute.io/virtual", "value": "true", "effect": "NoSchedule"}
 LEASE_NAMESPACE: Final = "kube-node-lease"
 LEASE_DURATION_SECONDS: Final = 40
 LEASE_RENEW_SECONDS: Final = 10
-# Taints the node lifecycle controller and cloud providers own; never removed here.
-_FOREIGN_TAINT_PREFIXES: Final = ("node.kubernetes.io/", "node.cloudprovider.kubernetes.io/")
 
 Json = dict[str, Any]
 
@@ -182,7 +181,10 @@ def node_body(d: DesiredNode, now: datetime) -> Json:
         "metadata": {
             "name": d.name,
             "labels": d.labels,
-            "annotations": {ANNOTATION_MANAGED_LABELS: json.dumps(sorted(d.labels))},
+            "annotations": {
+                ANNOTATION_MANAGED_LABELS: json.dumps(sorted(d.labels)),
+                ANNOTATION_MANAGED_TAINTS: json.dumps(_taint_ids(d.taints)),
+            },
             "ownerReferences": _owner(d),
         },
         "spec": {"taints": d.taints, "unschedulable": d.unschedulable},
@@ -203,31 +205,28 @@ def _conditions_by_type(node: Mapping[str, Any]) -> dict[str, Json]:
 def metadata_patch(d: DesiredNode, observed: Mapping[str, Any]) -> Json | None:
     """Merge patch for labels, owner and spec; None when nothing differs.
 
-    Labels the operator set before but no longer wants are removed; labels someone else
-    added are left alone. Taints owned by the node lifecycle controller are kept.
+    Labels and taints the operator set before but no longer wants are removed (the
+    node's ``fedcompute.io/managed-*`` annotations record them); those someone else
+    added, such as the node lifecycle controller's taints, are left alone.
     """
     meta = observed.get("metadata") or {}
     labels = meta.get("labels") or {}
     annotations = meta.get("annotations") or {}
-    try:
-        recorded = json.loads(annotations.get(ANNOTATION_MANAGED_LABELS, "[]"))
-    except ValueError:
-        recorded = []
-    # Anyone may edit the annotation: only a list of strings names labels to remove.
-    managed_before = (
-        {k for k in recorded if isinstance(k, str)} if isinstance(recorded, list) else set()
-    )
     patch: Json = {}
     label_patch: dict[str, str | None] = {k: v for k, v in d.labels.items() if labels.get(k) != v}
-    for key in managed_before - set(d.labels):
+    for key in _recorded(annotations, ANNOTATION_MANAGED_LABELS) - set(d.labels):
         if key in labels:
             label_patch[key] = None
-    managed_now = json.dumps(sorted(d.labels))
     meta_patch: Json = {}
     if label_patch:
         meta_patch["labels"] = label_patch
-    if annotations.get(ANNOTATION_MANAGED_LABELS) != managed_now:
-        meta_patch["annotations"] = {ANNOTATION_MANAGED_LABELS: managed_now}
+    managed = {
+        ANNOTATION_MANAGED_LABELS: json.dumps(sorted(d.labels)),
+        ANNOTATION_MANAGED_TAINTS: json.dumps(_taint_ids(d.taints)),
+    }
+    changed = {k: v for k, v in managed.items() if annotations.get(k) != v}
+    if changed:
+        meta_patch["annotations"] = changed
     owners = meta.get("ownerReferences") or []
     if [(o.get("kind"), o.get("name"), o.get("uid")) for o in owners] != [
         (POOL_KIND, d.pool, d.pool_uid)
@@ -236,17 +235,33 @@ def metadata_patch(d: DesiredNode, observed: Mapping[str, Any]) -> Json | None:
     if meta_patch:
         patch["metadata"] = meta_patch
     spec = observed.get("spec") or {}
-    foreign = [
-        t
-        for t in spec.get("taints") or []
-        if str(t.get("key", "")).startswith(_FOREIGN_TAINT_PREFIXES)
-    ]
-    taints = d.taints + foreign
+    # Taints others added (the node lifecycle controller, an admin) stay; only taints this
+    # operator set before and no longer wants are removed.
+    ours_before = _recorded(annotations, ANNOTATION_MANAGED_TAINTS) | set(_taint_ids(d.taints))
+    others = [t for t in spec.get("taints") or [] if _taint_id(t) not in ours_before]
+    taints = d.taints + others
     if _taint_keys(spec.get("taints") or []) != _taint_keys(taints):
         patch.setdefault("spec", {})["taints"] = taints
     if bool(spec.get("unschedulable", False)) != d.unschedulable:
         patch.setdefault("spec", {})["unschedulable"] = d.unschedulable
     return patch or None
+
+
+def _recorded(annotations: Mapping[str, Any], key: str) -> set[str]:
+    """The names an annotation records; anyone may edit it, so only a list of strings counts."""
+    try:
+        recorded = json.loads(annotations.get(key, "[]"))
+    except (ValueError, TypeError):
+        return set()
+    return {k for k in recorded if isinstance(k, str)} if isinstance(recorded, list) else set()
+
+
+def _taint_id(taint: Mapping[str, Any]) -> str:
+    return f"{taint.get('key', '')}:{taint.get('effect', '')}"
+
+
+def _taint_ids(taints: list[Json]) -> list[str]:
+    return sorted(_taint_id(t) for t in taints)
 
 
 def _taint_keys(taints: list[Json]) -> list[tuple[str, str, str]]:
@@ -271,7 +286,9 @@ def status_patch(d: DesiredNode, observed: Mapping[str, Any], now: datetime) -> 
             d.ready_message,
         )
     else:
-        ready_ok = True
+        # Not Ready either way: follow the provider's reason, but leave the node lifecycle
+        # controller's Unknown (lease expired) alone instead of fighting over it.
+        ready_ok = previous.get("reason") in (d.ready_reason, "NodeStatusUnknown")
     same = (
         _normal(status.get("capacity")) == _normal(d.capacity)
         and _normal(status.get("allocatable")) == _normal(d.allocatable)

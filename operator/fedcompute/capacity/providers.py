@@ -23,6 +23,7 @@ from fedcompute.api.common import (
     Condition,
     ReadyCount,
     TflopsByPrecision,
+    find_condition,
     set_condition,
 )
 from fedcompute.api.common import format_duration as fmt_duration
@@ -137,6 +138,52 @@ def _accelerator_status(
     return [merged[m] for m in sorted(merged)]
 
 
+def _carried(
+    previous: ComputeProviderStatus,
+) -> tuple[inventory.MemberInventory | None, datetime | None, Condition] | None:
+    """The figures and Ready condition a previous operator process last wrote, if any."""
+    prior_ready = find_condition(previous.conditions, ConditionType.READY)
+    if prior_ready is None:
+        return None
+    if previous.capacity is None:
+        return None, previous.last_collection_time, prior_ready
+    nodes = previous.nodes or ReadyCount()
+    figures = inventory.MemberInventory(
+        capacity=dict(previous.capacity),
+        allocatable=dict(previous.allocatable or {}),
+        allocated=dict(previous.allocated or {}),
+        available=dict(previous.available or {}),
+        nodes_total=nodes.total,
+        nodes_ready=nodes.ready,
+        nodes_counted=nodes.ready,
+        accelerators=tuple(
+            inventory.AcceleratorInventory(
+                model=a.model,
+                resource_name=a.resource_name,
+                nodes=0,
+                capacity=a.count,
+                allocatable=a.count,
+                allocated=a.allocated,
+                available=a.available,
+            )
+            for a in previous.accelerators or []
+        ),
+    )
+    return figures, previous.last_collection_time, prior_ready
+
+
+def resumed_collection(provider: ComputeProvider) -> Collection:
+    """The collection state a restarted operator starts from: the figures in status.
+
+    A first collection that fails after a restart keeps these figures (never zeroes
+    them); staleness is then judged from ``status.lastCollectionTime``.
+    """
+    carried = _carried(provider.status or ComputeProviderStatus())
+    if carried is None or carried[0] is None:
+        return Collection()
+    return Collection(inventory=carried[0], succeeded_at=carried[1])
+
+
 def plan_provider(
     provider: ComputeProvider,
     *,
@@ -164,6 +211,7 @@ def plan_provider(
 
     figures: inventory.MemberInventory | None
     power: Quantities = {}
+    keep_ready = False
     succeeded_at: datetime | None
     if spec.source.static is not None:
         figures = static_inventory(provider)
@@ -173,6 +221,13 @@ def plan_provider(
             ConditionType.COLLECTED, TRUE, Reason.STATIC_INVENTORY, "inventory declared in spec"
         )
         ready, ready_reason, ready_message = True, Reason.STATIC_INVENTORY, "static inventory"
+    elif collection is None and (carried := _carried(previous)) is not None:
+        # Nothing collected yet by this process (it just started): what the previous one
+        # wrote stands until the first collection, so a restart rewrites nothing.
+        figures, succeeded_at, prior_ready = carried
+        ready = prior_ready.status == TRUE
+        ready_reason, ready_message = prior_ready.reason, prior_ready.message
+        keep_ready = True
     else:
         c = collection or Collection()
         figures, succeeded_at = c.inventory, c.succeeded_at
@@ -202,7 +257,9 @@ def plan_provider(
             ready, ready_reason = True, Reason.FRESH
             ready_message = f"collected within staleAfter ({fmt_duration(stale_after)})"
 
-    if ready:
+    if keep_ready:
+        pass
+    elif ready:
         condition(ConditionType.READY, TRUE, ready_reason, ready_message)
     elif ready_reason == Reason.PENDING:
         condition(ConditionType.READY, UNKNOWN, ready_reason, ready_message)

@@ -117,7 +117,8 @@ def plan_pool(
             ConditionType.DEGRADED,
             TRUE,
             Reason.PROVIDERS_NOT_READY,
-            f"{len(not_ready)} providers not Ready: {_names(not_ready)}",
+            f"{len(not_ready)} provider{'s' if len(not_ready) != 1 else ''} not Ready: "
+            f"{_names(not_ready)}",
         )
     else:
         condition(ConditionType.DEGRADED, FALSE, Reason.ALL_PROVIDERS_READY, "")

@@ -31,7 +31,12 @@ from fedcompute.api.pool import RegionPool, RegionPoolStatus
 from fedcompute.api.provider import PLURAL as PROVIDER_PLURAL
 from fedcompute.api.provider import ComputeProvider, ComputeProviderStatus, Reason
 from fedcompute.capacity import claims, inventory, nodes, rollup
-from fedcompute.capacity.providers import Collection, ProviderView, plan_provider
+from fedcompute.capacity.providers import (
+    Collection,
+    ProviderView,
+    plan_provider,
+    resumed_collection,
+)
 from fedcompute.kube import kubeconfigs, members
 from fedcompute.kube.host import Host, HostError
 from fedcompute.metrics import Metrics
@@ -708,7 +713,7 @@ class Engine:
                 return
             interval = provider.spec.monitoring.interval
             timeout = provider.spec.monitoring.timeout
-            previous = self.world.collections.get(name, Collection())
+            previous = self.world.collections.get(name) or resumed_collection(provider)
             try:
                 figures = await asyncio.wait_for(
                     asyncio.get_running_loop().run_in_executor(
