@@ -67,8 +67,7 @@ def kube() -> Iterator[cluster.Cluster]:
     c = cluster.up(f"t{os.getpid()}-chart", owner_pid=os.getpid(), with_kwok=False)
     try:
         monitoring = deploy.prometheus_operator_crds(ROOT)
-        files = [*monitoring.values(), *(CHART / "crds").glob("*.yaml")]
-        args = [a for f in files for a in ("-f", str(f))]
+        args = [a for f in monitoring.values() for a in ("-f", str(f))]
         c.kubectl("apply", "--server-side", f"--field-manager={MANAGER}", *args)
         c.kubectl(
             "wait",
@@ -76,7 +75,6 @@ def kube() -> Iterator[cluster.Cluster]:
             "--timeout=60s",
             "crd/servicemonitors.monitoring.coreos.com",
             "crd/prometheusrules.monitoring.coreos.com",
-            "crd/clusterkopfpeerings.kopf.dev",
         )
         # full-values.yaml names this PriorityClass; Pods are admitted only if it exists.
         priority_class = {
@@ -154,7 +152,7 @@ def test_server_dry_run_accepts_the_manifests(kube: cluster.Cluster, variant: st
             "configmap",
         }
     if variant == "ha":
-        kinds |= {"clusterkopfpeering.kopf.dev", "poddisruptionbudget.policy"}
+        kinds |= {"poddisruptionbudget.policy"}
     assert kinds <= {entry.split("/")[0] for entry in applied}, result.stdout
 
 
@@ -194,7 +192,6 @@ def test_install_upgrade_uninstall(kube: cluster.Cluster) -> None:
     assert deployment is not None
     assert deployment["spec"]["replicas"] == 2
     assert deployment["spec"]["strategy"]["type"] == "RollingUpdate"
-    assert get(kube, "clusterkopfpeering", "fedcompute-ha")
     assert get(kube, "poddisruptionbudget", fullname, "-n", ns)
     assert get(kube, "servicemonitor", fullname, "-n", ns) is None
 
@@ -203,7 +200,6 @@ def test_install_upgrade_uninstall(kube: cluster.Cluster) -> None:
     deployment = get(kube, "deployment", fullname, "-n", ns)
     assert deployment is not None
     assert deployment["spec"]["strategy"] == {"type": "Recreate"}
-    assert get(kube, "clusterkopfpeering", "fedcompute-ha") is None
     assert get(kube, "poddisruptionbudget", fullname, "-n", ns) is None
     history = helm(kube, "history", release, "-n", ns, "-o", "json").stdout
     assert [r["status"] for r in json.loads(history)][-1] == "deployed"
@@ -327,7 +323,7 @@ DENIED = [
     ("escalate", "clusterroles.rbac.authorization.k8s.io", ""),
     ("impersonate", "serviceaccounts", RBAC_NS),
     ("create", "serviceaccounts/token", RBAC_NS),
-    ("list", "clusterkopfpeerings.kopf.dev", ""),
+    ("create", "leases.coordination.k8s.io", RBAC_NS),
     ("*", "*", ""),
 ]
 
@@ -417,16 +413,19 @@ def test_service_account_has_exactly_these_rules(kube: cluster.Cluster, rbac_rel
     }
 
 
-def test_peering_rights_only_with_replicas(kube: cluster.Cluster, rbac_release: str) -> None:
-    assert not can_i(kube, "patch", "clusterkopfpeerings.kopf.dev/fedcompute-ha", "")
+def test_election_rights_only_with_replicas(kube: cluster.Cluster, rbac_release: str) -> None:
+    lease = "leases.coordination.k8s.io/fedcompute-fedcompute-ha"
+    assert not can_i(kube, "get", lease, RBAC_NS)
     helm(kube, "upgrade", RELEASE, str(CHART), "-n", RBAC_NS, "--set", "crds.enabled=false",
          "-f", str(VALUES["ha"][0]))  # fmt: skip
     try:
-        for verb in ("list", "watch"):
-            assert can_i(kube, verb, "clusterkopfpeerings.kopf.dev", "")
-        for verb in ("get", "patch"):
-            assert can_i(kube, verb, "clusterkopfpeerings.kopf.dev/fedcompute-ha", "")
-            assert not can_i(kube, verb, "clusterkopfpeerings.kopf.dev/someone-else", "")
+        assert can_i(kube, "create", "leases.coordination.k8s.io", RBAC_NS)
+        for verb in ("get", "update"):
+            assert can_i(kube, verb, lease, RBAC_NS)
+            assert not can_i(kube, verb, "leases.coordination.k8s.io/someone-else", RBAC_NS)
+        for verb in ("delete", "patch", "list"):
+            assert not can_i(kube, verb, lease, RBAC_NS)
+        assert not can_i(kube, "create", "leases.coordination.k8s.io", "default")
     finally:
         helm(kube, "upgrade", RELEASE, str(CHART), "-n", RBAC_NS, "--reset-values",
              "--set", "crds.enabled=false")  # fmt: skip
@@ -468,11 +467,22 @@ def condition(obj: dict[str, Any] | None, kind: str) -> dict[str, Any]:
     return {}
 
 
+@pytest.mark.parametrize("mode", ["standalone", "peering"])
 def test_operator_works_with_exactly_the_chart_rbac(
-    kube: cluster.Cluster, rbac_release: str, tmp_path: Path
+    kube: cluster.Cluster, rbac_release: str, tmp_path: Path, mode: str
 ) -> None:
-    """Run ``fedcompute run`` with the chart ServiceAccount's token: no refusal anywhere."""
+    """Run ``fedcompute run`` with the chart ServiceAccount's token: no refusal anywhere.
+
+    ``peering`` runs it as one of several replicas would, with the chart's values for two
+    replicas: it must win the election Lease with the rights the chart grants.
+    """
     suffix = uuid.uuid4().hex[:6]
+    if mode == "peering":
+        helm(kube, "upgrade", RELEASE, str(CHART), "-n", RBAC_NS, "--set", "crds.enabled=false",
+             "-f", str(VALUES["ha"][0]))  # fmt: skip
+        run_mode = ["--peering", "fedcompute-ha"]
+    else:
+        run_mode = ["--standalone"]
     kubeconfig = tmp_path / "sa.kubeconfig"
     kubeconfig.write_text(service_account_kubeconfig(kube, f"{RELEASE}-fedcompute", RBAC_NS))
     member = kube.issue_kubeconfig(f"member-reader-{suffix}")  # a user with no rights at all
@@ -519,11 +529,11 @@ def test_operator_works_with_exactly_the_chart_rbac(
                 sys.executable, "-m", "fedcompute", "run",
                 "--kubeconfig", str(kubeconfig),
                 "--namespace", RBAC_NS,
-                "--standalone",
+                *run_mode,
                 "--metrics-port", str(free_port()),
             ],
             stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", "POD_NAME": f"replica-{suffix}"},
         )  # fmt: skip
     try:
         provider = f"static-{suffix}"
@@ -534,6 +544,10 @@ def test_operator_works_with_exactly_the_chart_rbac(
             return pool if condition(pool, "Ready").get("status") == "True" else None
 
         wait_for("the pool to be Ready", ready_pool, timeout=90)
+        if mode == "peering":
+            lease = get(kube, "lease", "fedcompute-fedcompute-ha", "-n", RBAC_NS)
+            assert lease is not None
+            assert lease["spec"]["holderIdentity"] == f"replica-{suffix}"
         selector = f"fedcompute.io/provider={provider}"
         nodes = wait_for(
             "the static provider's virtual node",
@@ -588,6 +602,9 @@ def test_operator_works_with_exactly_the_chart_rbac(
                          check=False)  # fmt: skip
             kube.kubectl("delete", ref, "--ignore-not-found", "--wait=false", check=False)
         kube.kubectl("delete", "secret", f"member-{suffix}", "-n", RBAC_NS, check=False)
+        if mode == "peering":
+            helm(kube, "upgrade", RELEASE, str(CHART), "-n", RBAC_NS, "--reset-values",
+                 "--set", "crds.enabled=false")  # fmt: skip
     log = log_path.read_text(errors="replace")
     refusals = [
         line for line in log.splitlines() if re.search(r"\b(403|Forbidden|forbidden)\b", line)

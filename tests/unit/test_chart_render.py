@@ -267,8 +267,10 @@ def test_rbac_has_no_wildcards_and_never_writes_spec(helm: str) -> None:
         for _, rule in _rules(render(helm, *values)):
             for field in ("apiGroups", "resources", "verbs", "resourceNames"):
                 assert "*" not in rule.get(field, []), rule
-            # No update anywhere: spec and labels of users' objects are never replaced.
-            assert "update" not in rule["verbs"], rule
+            # No update, except of the one election Lease: spec and labels of users'
+            # objects are never replaced.
+            if "update" in rule["verbs"]:
+                assert rule["resources"] == ["leases"] and rule.get("resourceNames"), rule
             if "secrets" in rule["resources"]:
                 assert rule["verbs"] == ["get"], rule
 
@@ -282,28 +284,32 @@ def test_secrets_only_through_a_role_in_the_release_namespace(helm: str) -> None
 
 
 def test_high_availability(helm: str) -> None:
-    docs = render(helm, HA, crds_dir=True)
+    docs = render(helm, HA)
     objects = by_kind(docs)
     deployment = objects[("Deployment", "fedcompute")]
     assert deployment["spec"]["replicas"] == 2
     assert deployment["spec"]["strategy"]["type"] == "RollingUpdate"
-    args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
-    assert "--peering=fedcompute-ha" in args and "--standalone" not in args
-    assert ("ClusterKopfPeering", "fedcompute-ha") in objects
-    assert ("CustomResourceDefinition", "clusterkopfpeerings.kopf.dev") in objects
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert "--peering=fedcompute-ha" in container["args"]
+    assert "--standalone" not in container["args"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
     pdb = objects[("PodDisruptionBudget", "fedcompute")]
     assert pdb["spec"]["minAvailable"] == 1
     assert pdb["spec"]["selector"]["matchLabels"].items() <= (
         deployment["spec"]["template"]["metadata"]["labels"].items()
     )
-    peering_rules = [r for _, r in _rules(docs) if "kopf.dev" in r["apiGroups"]]
-    assert {v for r in peering_rules for v in r["verbs"]} == {"get", "list", "watch", "patch"}
-    named = [r for r in peering_rules if "patch" in r["verbs"]]
-    assert named and all(r["resourceNames"] == ["fedcompute-ha"] for r in named)
-    # One replica: no peering, no budget that would only block drains.
-    single = by_kind(render(helm))
-    assert not any(kind in ("ClusterKopfPeering", "PodDisruptionBudget") for kind, _ in single)
-    assert not any("kopf.dev" in r["apiGroups"] for _, r in _rules(render(helm)))
+    # The election Lease: created, then read and renewed by name, in the release namespace.
+    lease_rules = [(ns, r) for ns, r in _rules(docs) if "leases" in r["resources"]]
+    election = [r for ns, r in lease_rules if ns == NS]
+    assert {"verbs": ["create"]}.items() <= election[0].items()
+    assert election[1]["resourceNames"] == ["fedcompute-fedcompute-ha"]
+    assert election[1]["verbs"] == ["get", "update"]
+    assert len(election) == 2
+    # One replica: standalone, no election rights, no budget that would only block drains.
+    single = render(helm)
+    assert not any(kind == "PodDisruptionBudget" for kind, _ in by_kind(single))
+    assert not [r for ns, r in _rules(single) if ns == NS and "leases" in r["resources"]]
 
 
 def test_fully_enabled(helm: str) -> None:

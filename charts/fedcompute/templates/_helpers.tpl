@@ -67,8 +67,8 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
 {{/*
-Peering: with more than one replica, the replicas share a ClusterKopfPeering object and
-only one of them acts at a time.
+Peering: with more than one replica, `fedcompute run --peering NAME` elects one active
+replica through the Lease "fedcompute-NAME" in the release namespace.
 */}}
 {{- define "fedcompute.peering" -}}
 {{- if gt (int .Values.replicaCount) 1 }}true{{ end }}
@@ -76,6 +76,10 @@ only one of them acts at a time.
 
 {{- define "fedcompute.peeringName" -}}
 {{- default (include "fedcompute.fullname" .) .Values.peering.name }}
+{{- end }}
+
+{{- define "fedcompute.leaderLeaseName" -}}
+{{- printf "fedcompute-%s" (include "fedcompute.peeringName" .) }}
 {{- end }}
 
 {{/*
