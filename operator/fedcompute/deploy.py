@@ -45,6 +45,13 @@ BASE_NAMESPACE: Final = "fedcompute-system"
 # Labels and annotations that only mean something to Helm; the kustomize base drops them.
 HELM_ONLY_LABELS: Final = ("helm.sh/chart", "app.kubernetes.io/managed-by")
 HELM_ONLY_ANNOTATIONS: Final = ("helm.sh/resource-policy",)
+# With `crds.keep`, the CRDs (and so every object of theirs) outlive an uninstall with Helm,
+# the deletion of an Argo CD Application and the pruning of a Flux Kustomization alike.
+KEEP_ANNOTATIONS: Final = {
+    "helm.sh/resource-policy": "keep",
+    "argocd.argoproj.io/sync-options": "Prune=false,Delete=false",
+    "kustomize.toolkit.fluxcd.io/prune": "disabled",
+}
 # Labels the chart's "fedcompute.labels" helper sets; a CRD's own values for these give way.
 CHART_LABELS: Final = frozenset(
     {
@@ -109,7 +116,7 @@ def crd_template(document: Mapping[str, Any]) -> str:
     else:
         lines.append("  {{- if .Values.crds.keep }}\n")
         lines.append("  annotations:\n")
-    lines.append("    helm.sh/resource-policy: keep\n")
+    lines.append(_indent(crds.to_yaml(KEEP_ANNOTATIONS), 4))
     lines.append("  {{- end }}\n")
     lines.append(_escape_template(crds.to_yaml(body)))
     lines.append("{{- end }}\n")

@@ -156,6 +156,18 @@ def test_server_dry_run_accepts_the_manifests(kube: cluster.Cluster, variant: st
     assert kinds <= {entry.split("/")[0] for entry in applied}, result.stdout
 
 
+def test_server_dry_run_accepts_the_kustomize_base(kube: cluster.Cluster) -> None:
+    base = kube.kubectl("kustomize", str(ROOT / deploy.DEPLOY)).stdout
+    (ns,) = (d for d in yaml.safe_load_all(base) if d and d["kind"] == "Namespace")
+    kube.kubectl("apply", "--server-side", "-f", "-", input=json.dumps(ns))  # objects need it
+    result = kube.kubectl(
+        "apply", "--server-side", "--dry-run=server", "--validate=strict",
+        f"--field-manager={MANAGER}", "-f", "-", input=base, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "Warning" not in result.stderr, result.stderr
+
+
 def test_the_apiserver_validates_what_the_schema_would_miss(kube: cluster.Cluster) -> None:
     """Free-form pass-through values still meet the apiserver's strict validation."""
     ns = namespace(kube, "dry-strict")

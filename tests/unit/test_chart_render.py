@@ -350,7 +350,7 @@ def test_crd_switches(helm: str) -> None:
     for source in crds.crd_documents():
         crd = rendered[source["metadata"]["name"]]
         assert crd["spec"] == source["spec"], "the chart's CRD differs from fedcompute.api"
-        assert crd["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}
+        assert crd["metadata"]["annotations"] == deploy.KEEP_ANNOTATIONS
     unkept = [d for d in render(helm, sets=("crds.keep=false",)) if "CustomResource" in d["kind"]]
     assert len(unkept) == 2 and all("annotations" not in d["metadata"] for d in unkept)
     assert not any(
@@ -405,6 +405,11 @@ def test_kustomize_base_matches_the_chart(helm: str, kubectl: str) -> None:
         assert base[key] == doc, f"{key} differs between deploy/ and the chart"
     for doc in base.values():
         assert "helm.sh/chart" not in doc["metadata"].get("labels", {})
+        if doc["kind"] == "CustomResourceDefinition":
+            # Argo CD and Flux keep them too; Helm's own policy means nothing here.
+            assert doc["metadata"]["annotations"] == {
+                k: v for k, v in deploy.KEEP_ANNOTATIONS.items() if not k.startswith("helm.sh/")
+            }
 
 
 # --- metrics named in alerts and the dashboard ----------------------------------------------
