@@ -194,3 +194,40 @@ def test_operator_status_of_pools() -> None:
     assert health(pool(2), [ready, down])["status"] == "Degraded"
     assert health(pool(1), [])["status"] == "Degraded"
     assert health(pool(1, paused=True), [ready])["status"] == "Suspended"
+
+
+# --- the same verdicts from Flux's CEL health checks ----------------------------------------
+
+FLUX = ROOT / deploy.DEPLOY / "flux" / "platform.yaml"
+# Argo CD health -> Flux status (Flux has no Suspended: a paused object is Current).
+FLUX_EQUIVALENT = {
+    "Healthy": "Current",
+    "Suspended": "Current",
+    "Degraded": "Failed",
+    "Progressing": "InProgress",
+}
+
+
+def flux_status(exprs: dict[str, str], obj: dict[str, Any]) -> str:
+    """Evaluate like kustomize-controller: inProgress, then failed, then current."""
+    import celpy
+
+    env = celpy.Environment()
+    activation = {key: celpy.json_to_cel(value) for key, value in obj.items()}
+    for field, verdict in (
+        ("inProgress", "InProgress"),
+        ("failed", "Failed"),
+        ("current", "Current"),
+    ):
+        if field in exprs and env.program(env.compile(exprs[field])).evaluate(activation):
+            return verdict
+    return "InProgress"
+
+
+@pytest.mark.parametrize(("kind", "path", "expected"), argocd_cases())
+def test_flux_health_expressions_agree(kind: str, path: Path, expected: dict[str, str]) -> None:
+    spec = yaml.safe_load(FLUX.read_text())["spec"]
+    (exprs,) = (e for e in spec["healthCheckExprs"] if e["kind"] == kind)
+    assert exprs["apiVersion"] == "fedcompute.io/v1alpha1"
+    obj = yaml.safe_load(path.read_text())
+    assert flux_status(exprs, obj) == FLUX_EQUIVALENT[expected["status"]]
