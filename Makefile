@@ -3,7 +3,8 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
-	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' && { command -v $$p; break; }; done)
+	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' >/dev/null 2>&1 \
+	&& { command -v $$p; break; }; done)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -43,8 +44,11 @@ test: binaries lint ## Everything CI runs: lint, types, unit and integration tes
 demo: binaries ## Local host and member clusters with simulated GPU nodes
 	$(BIN)/python hack/demo.py
 
-demo-down: $(STAMP) ## Stop every local cluster
-	$(BIN)/fedcompute local down --all
+demo-down: $(STAMP) ## Stop the demo's operator and clusters
+	$(BIN)/python hack/demo.py down
+
+crds: $(STAMP) ## Regenerate crds/ from the API models
+	$(BIN)/fedcompute crds --output-dir crds
 
 clean: ## Remove the virtual environment (cached binaries stay in ~/.cache/fedcompute)
 	rm -rf $(VENV) build *.egg-info operator/*.egg-info
