@@ -419,6 +419,45 @@ def set_condition(
     return result
 
 
+class ConditionSet:
+    """The conditions of one status being rewritten in a pass.
+
+    Each :meth:`set` goes through :func:`set_condition`, so an unchanged status keeps its
+    transition time and a status written twice with the same facts is byte-identical.
+    """
+
+    def __init__(
+        self,
+        existing: Iterable[Condition] | None,
+        *,
+        generation: int | None,
+        now: datetime,
+        order: Iterable[str] = (),
+    ) -> None:
+        self._conditions = list(existing or [])
+        self._generation = generation
+        self._now = now
+        self._order = {t: i for i, t in enumerate(order)}
+
+    def set(self, type_: str, status: ConditionStatus, reason: str, message: str = "") -> None:
+        """Set one condition (observedGeneration is the object's generation)."""
+        self._conditions = set_condition(
+            self._conditions,
+            type_=type_,
+            status=status,
+            reason=reason,
+            message=message,
+            observed_generation=self._generation,
+            now=self._now,
+        )
+
+    def result(self) -> list[Condition]:
+        """The conditions, in the given type order (others after, by type)."""
+        return sorted(
+            self._conditions, key=lambda c: (self._order.get(c.type, len(self._order)), c.type)
+        )
+
+
 # --- Small shared shapes ---------------------------------------------------------------
 
 Precision = Literal["fp64", "fp32", "tf32", "bf16", "fp16", "fp8", "int8"]

@@ -21,10 +21,10 @@ from fedcompute.api.common import (
     TRUE,
     UNKNOWN,
     Condition,
+    ConditionSet,
     ReadyCount,
     TflopsByPrecision,
     find_condition,
-    set_condition,
 )
 from fedcompute.api.common import format_duration as fmt_duration
 from fedcompute.api.provider import (
@@ -195,19 +195,12 @@ def plan_provider(
     spec = provider.spec
     previous = provider.status or ComputeProviderStatus()
     generation = provider.metadata.generation
-    conditions: list[Condition] = list(previous.conditions or [])
-
-    def condition(type_: str, status: str, reason: str, message: str) -> None:
-        nonlocal conditions
-        conditions = set_condition(
-            conditions,
-            type_=type_,
-            status=status,  # type: ignore[arg-type]
-            reason=reason,
-            message=message,
-            observed_generation=generation,
-            now=now,
-        )
+    conditions = ConditionSet(
+        previous.conditions,
+        generation=generation,
+        now=now,
+        order=(ConditionType.READY, ConditionType.COLLECTED, ConditionType.CLAIMED),
+    )
 
     figures: inventory.MemberInventory | None
     power: Quantities = {}
@@ -217,7 +210,7 @@ def plan_provider(
         figures = static_inventory(provider)
         power = static_compute_power(provider)
         succeeded_at = now
-        condition(
+        conditions.set(
             ConditionType.COLLECTED, TRUE, Reason.STATIC_INVENTORY, "inventory declared in spec"
         )
         ready, ready_reason, ready_message = True, Reason.STATIC_INVENTORY, "static inventory"
@@ -232,11 +225,13 @@ def plan_provider(
         c = collection or Collection()
         figures, succeeded_at = c.inventory, c.succeeded_at
         if c.error_reason is not None:
-            condition(ConditionType.COLLECTED, FALSE, c.error_reason, c.error_message)
+            conditions.set(ConditionType.COLLECTED, FALSE, c.error_reason, c.error_message)
         elif c.succeeded_at is not None:
-            condition(ConditionType.COLLECTED, TRUE, Reason.COLLECTED, "member cluster collected")
+            conditions.set(
+                ConditionType.COLLECTED, TRUE, Reason.COLLECTED, "member cluster collected"
+            )
         else:
-            condition(ConditionType.COLLECTED, UNKNOWN, Reason.PENDING, "not collected yet")
+            conditions.set(ConditionType.COLLECTED, UNKNOWN, Reason.PENDING, "not collected yet")
         stale_after = spec.monitoring.stale_after
         if c.succeeded_at is None:
             if c.error_reason is not None:
@@ -260,26 +255,25 @@ def plan_provider(
     if keep_ready:
         pass
     elif ready:
-        condition(ConditionType.READY, TRUE, ready_reason, ready_message)
+        conditions.set(ConditionType.READY, TRUE, ready_reason, ready_message)
     elif ready_reason == Reason.PENDING:
-        condition(ConditionType.READY, UNKNOWN, ready_reason, ready_message)
+        conditions.set(ConditionType.READY, UNKNOWN, ready_reason, ready_message)
     else:
-        condition(ConditionType.READY, FALSE, ready_reason, ready_message)
+        conditions.set(ConditionType.READY, FALSE, ready_reason, ready_message)
 
     if claim is not None:
         message = f"claimed by RegionPool {claim.pool} (priority {claim.priority})"
         if claim.contenders:
             message += f"; also matched by {', '.join(claim.contenders[:5])}"
-        condition(ConditionType.CLAIMED, TRUE, Reason.CLAIMED, message)
+        conditions.set(ConditionType.CLAIMED, TRUE, Reason.CLAIMED, message)
     else:
-        condition(ConditionType.CLAIMED, FALSE, Reason.NO_MATCHING_POOL, "no RegionPool selects it")
-
-    order = {ConditionType.READY: 0, ConditionType.COLLECTED: 1, ConditionType.CLAIMED: 2}
-    conditions.sort(key=lambda x: (order.get(x.type, 9), x.type))
+        conditions.set(
+            ConditionType.CLAIMED, FALSE, Reason.NO_MATCHING_POOL, "no RegionPool selects it"
+        )
 
     fields: dict[str, Any] = {
         "observed_generation": generation,
-        "conditions": conditions,
+        "conditions": conditions.result(),
         "pool": claim.pool if claim else None,
         "last_collection_time": previous.last_collection_time,
     }

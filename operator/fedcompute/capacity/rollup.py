@@ -15,10 +15,9 @@ from fedcompute import quantities
 from fedcompute.api.common import (
     FALSE,
     TRUE,
-    Condition,
+    ConditionSet,
     ReadyCount,
     TflopsByPrecision,
-    set_condition,
 )
 from fedcompute.api.pool import (
     ConditionType,
@@ -78,42 +77,35 @@ def plan_pool(
     ]
     power = quantities.total_of(v.compute_power for v in offered)
 
-    conditions: list[Condition] = list(previous.conditions or [])
+    conditions = ConditionSet(
+        previous.conditions,
+        generation=generation,
+        now=now,
+        order=(ConditionType.READY, ConditionType.DEGRADED),
+    )
     minimum = pool.spec.min_ready_providers
-
-    def condition(type_: str, status: str, reason: str, message: str) -> None:
-        nonlocal conditions
-        conditions = set_condition(
-            conditions,
-            type_=type_,
-            status=status,  # type: ignore[arg-type]
-            reason=reason,
-            message=message,
-            observed_generation=generation,
-            now=now,
-        )
 
     suffix = " (paused: nodes are not updated)" if pool.spec.paused else ""
     if not views and minimum > 0:
-        condition(
+        conditions.set(
             ConditionType.READY, FALSE, Reason.NO_PROVIDERS, "no provider is claimed" + suffix
         )
     elif len(ready) >= minimum:
-        condition(
+        conditions.set(
             ConditionType.READY,
             TRUE,
             Reason.ENOUGH_PROVIDERS_READY,
             f"{len(ready)} of {len(views)} providers Ready (minimum {minimum})" + suffix,
         )
     else:
-        condition(
+        conditions.set(
             ConditionType.READY,
             FALSE,
             Reason.NOT_ENOUGH_PROVIDERS_READY,
             f"{len(ready)} of {len(views)} providers Ready, {minimum} needed" + suffix,
         )
     if not_ready:
-        condition(
+        conditions.set(
             ConditionType.DEGRADED,
             TRUE,
             Reason.PROVIDERS_NOT_READY,
@@ -121,13 +113,11 @@ def plan_pool(
             f"{_names(not_ready)}",
         )
     else:
-        condition(ConditionType.DEGRADED, FALSE, Reason.ALL_PROVIDERS_READY, "")
-    order = {ConditionType.READY: 0, ConditionType.DEGRADED: 1}
-    conditions.sort(key=lambda c: (order.get(c.type, 9), c.type))
+        conditions.set(ConditionType.DEGRADED, FALSE, Reason.ALL_PROVIDERS_READY, "")
 
     fields: dict[str, Any] = {
         "observed_generation": generation,
-        "conditions": conditions,
+        "conditions": conditions.result(),
         "providers": ReadyCount(total=len(views), ready=len(ready)),
         "capacity": quantities.total_of(v.capacity for v in views),
         "allocatable": quantities.total_of(v.allocatable for v in offered),
