@@ -181,21 +181,15 @@ def _now() -> Any:
     return datetime.now(UTC)
 
 
+def virtual(host: Host) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The virtual Nodes and their Leases."""
+    return host.list_labelled(label=vnodes.LABEL_PROVIDER, lease_namespace=vnodes.LEASE_NAMESPACE)
+
+
 def converged(host: Host, n_providers: int, n_pools: int) -> bool:
     """Every node and lease exists and every pool's status is correct."""
-    node_names = {
-        n["metadata"]["name"]
-        for n in host.list_all("/api/v1/nodes", label_selector=vnodes.LABEL_PROVIDER)
-    }
-    if len(node_names) != n_providers:
-        return False
-    leases = list(
-        host.list_all(
-            "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases",
-            label_selector=vnodes.LABEL_PROVIDER,
-        )
-    )
-    if len(leases) != n_providers:
+    node_list, leases = virtual(host)
+    if len(node_list) != n_providers or len(leases) != n_providers:
         return False
     want = expected_pools(n_providers, n_pools)
     for p in host.list_all(f"{GROUP}/regionpools"):
@@ -231,21 +225,14 @@ def clean(c: cluster.Cluster, host: Host) -> None:
                 pass
 
         run_parallel([lambda n=i["metadata"]["name"]: drop(n) for i in items])
+    node_list, leases = virtual(host)
     run_parallel(
-        [
-            lambda n=n["metadata"]["name"]: host.delete(f"/api/v1/nodes/{n}")
-            for n in host.list_all("/api/v1/nodes", label_selector=vnodes.LABEL_PROVIDER)
-        ]
+        [lambda n=n["metadata"]["name"]: host.delete(f"/api/v1/nodes/{n}") for n in node_list]
     )
     run_parallel(
         [
-            lambda n=x["metadata"]["name"]: host.delete(
-                f"/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{n}"
-            )
-            for x in host.list_all(
-                "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases",
-                label_selector=vnodes.LABEL_PROVIDER,
-            )
+            lambda n=x["metadata"]["name"]: host.delete_lease(vnodes.LEASE_NAMESPACE, n)
+            for x in leases
         ]
     )
 

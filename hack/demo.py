@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -33,33 +32,10 @@ MEMBERS = {
     "fc-demo-beijing": ("beijing-ai-lab-kubeconfig", "kubeconfig", 3, 8, "NVIDIA-H100-80GB-HBM3"),
 }
 STATE = paths.cache_root() / "demo"
-READER_RBAC = """
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRole
-metadata: {name: fedcompute-reader}
-rules:
-- apiGroups: [""]
-  resources: [nodes, pods]
-  verbs: [get, list, watch]
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRoleBinding
-metadata: {name: fedcompute-reader}
-roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: fedcompute-reader}
-subjects:
-- {kind: User, name: fedcompute-reader, apiGroup: rbac.authorization.k8s.io}
-"""
 
 
 def say(message: str) -> None:
     print(f"==> {message}", flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def stop() -> None:
@@ -128,8 +104,7 @@ def main() -> int:
 
     say("wiring the members in: read-only kubeconfig Secrets")
     for name, (secret, key, *_rest) in MEMBERS.items():
-        members[name].kubectl("apply", "-f", "-", input=READER_RBAC)
-        kubeconfig = members[name].issue_kubeconfig("fedcompute-reader")
+        kubeconfig = members[name].reader_kubeconfig()
         body = {
             "apiVersion": "v1",
             "kind": "Secret",
@@ -138,7 +113,7 @@ def main() -> int:
         }
         host.kubectl("apply", "-f", "-", input=yaml.safe_dump(body))
 
-    metrics_port, health_port = free_port(), free_port()
+    metrics_port, health_port = cluster.free_port(), cluster.free_port()
     log_path = STATE / "operator.log"
     say(f"starting the operator (log: {log_path})")
     with log_path.open("ab") as log:

@@ -10,7 +10,6 @@ import base64
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,19 +19,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from fedcompute.capacity.nodes import LABEL_PROVIDER, LEASE_NAMESPACE
+from fedcompute.kube.host import leases_path
 from fedcompute.local import cluster
+from fedcompute.local.cluster import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 NAMESPACE = "fedcompute-system"
 GROUP_PATH = "/apis/fedcompute.io/v1alpha1"
 T = TypeVar("T")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def wait_for(
@@ -161,10 +156,17 @@ class Platform:
         return self.get(f"/api/v1/nodes/{name}")
 
     def lease(self, name: str) -> dict[str, Any] | None:
-        return self.get(f"/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{name}")
+        return self.get(leases_path(LEASE_NAMESPACE, name))
 
     def virtual_nodes(self) -> list[dict[str, Any]]:
-        return list(self.api.list_all("/api/v1/nodes", label_selector="fedcompute.io/provider"))
+        return self.virtual()[0]
+
+    def virtual(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """The virtual Nodes and their Leases."""
+        result: tuple[list[dict[str, Any]], list[dict[str, Any]]] = self.api.list_labelled(
+            label=LABEL_PROVIDER, lease_namespace=LEASE_NAMESPACE
+        )
+        return result
 
     def apply(self, *objects: dict[str, Any]) -> None:
         body = "\n---\n".join(json.dumps(o) for o in objects)

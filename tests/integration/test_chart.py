@@ -22,20 +22,19 @@ import base64
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 import yaml
 
 from fedcompute import deploy
 from fedcompute.local import binaries, cluster
+from tests.integration.operator_harness import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -47,18 +46,6 @@ VALUES = {
     "ha": (CHART / "ci" / "ha-values.yaml",),
 }
 MANAGER = "fedcompute-chart-tests"
-T = TypeVar("T")
-
-
-def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 60.0) -> T:
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(0.25)
-    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
 
 
 @pytest.fixture(scope="module")
@@ -446,13 +433,6 @@ def test_election_rights_only_with_replicas(kube: cluster.Cluster, rbac_release:
 # --- the operator at work under the chart's RBAC ---------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def service_account_kubeconfig(kube: cluster.Cluster, sa: str, ns: str) -> str:
     token = kube.kubectl("create", "token", sa, "-n", ns, "--duration=1h").stdout.strip()
     admin = yaml.safe_load(Path(kube.kubeconfig).read_text())
@@ -542,7 +522,7 @@ def test_operator_works_with_exactly_the_chart_rbac(
                 "--kubeconfig", str(kubeconfig),
                 "--namespace", RBAC_NS,
                 *run_mode,
-                "--metrics-port", str(free_port()),
+                "--metrics-port", str(cluster.free_port()),
             ],
             stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
             env={**os.environ, "PYTHONUNBUFFERED": "1", "POD_NAME": f"replica-{suffix}"},

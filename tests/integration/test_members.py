@@ -59,13 +59,6 @@ def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def collect(
     safe: kubeconfigs.SafeKubeconfig,
     *,
@@ -326,7 +319,7 @@ def test_transport_failures_are_unreachable(member_cluster: MemberFactory) -> No
     assert caught.value.reason == members.UNREACHABLE
     assert "TLS" in caught.value.message
 
-    closed = free_port()
+    closed = cluster.free_port()
 
     def closed_port(doc: dict[str, Any]) -> None:
         doc["clusters"][0]["cluster"]["server"] = f"https://127.0.0.1:{closed}"

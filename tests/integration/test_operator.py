@@ -17,7 +17,6 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from fedcompute import quantities
-from fedcompute.local import cluster
 from tests.conftest import MemberFactory
 from tests.integration.operator_harness import (
     Platform,
@@ -46,28 +45,6 @@ def _show_operator_log_on_failure(
     report = getattr(request.node, "rep_call", None)
     if report is not None and report.failed:
         print(f"--- operator log:\n{platform.log_tail()}")
-
-
-def _grant_reader(member: cluster.Cluster) -> str:
-    """A kubeconfig for a member user that may only list nodes and pods (as in production)."""
-    rbac = """
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRole
-metadata: {name: fedcompute-collector}
-rules:
-- apiGroups: [""]
-  resources: [nodes, pods]
-  verbs: [get, list]
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRoleBinding
-metadata: {name: fedcompute-collector}
-roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: fedcompute-collector}
-subjects:
-- {kind: User, name: fedcompute-collector, apiGroup: rbac.authorization.k8s.io}
-"""
-    member.kubectl("apply", "-f", "-", input=rbac)
-    return member.issue_kubeconfig("fedcompute-collector")
 
 
 def _pod(name: str, node: str, requests: dict[str, str], init: dict[str, str] | None = None) -> str:
@@ -104,7 +81,7 @@ def test_member_status_matches_ground_truth(
         node_gpus=8,
         gpu_model="NVIDIA-H100-80GB-HBM3",
     )
-    platform.kubeconfig_secret("truth-kubeconfig", _grant_reader(member))
+    platform.kubeconfig_secret("truth-kubeconfig", member.reader_kubeconfig())
     nodes = member.node_names()
     member.kubectl(
         "apply",
@@ -393,7 +370,7 @@ def test_member_down_goes_stale_and_recovers(
     platform: Platform, member_cluster: MemberFactory
 ) -> None:
     member = member_cluster("flaky", nodes=2, node_gpus=4)
-    platform.kubeconfig_secret("flaky-kubeconfig", _grant_reader(member))
+    platform.kubeconfig_secret("flaky-kubeconfig", member.reader_kubeconfig())
     platform.apply(
         region_pool("flaky-pool", regions=["flaky"]),
         member_provider(
@@ -612,18 +589,10 @@ def test_sigkill_during_a_burst_of_200_then_restart_converges(platform: Platform
     expected = sorted(f"fc-{n}" for n in names if n != "bulk-007")
 
     def converged() -> bool:
-        nodes = sorted(
-            n["metadata"]["name"]
-            for n in platform.virtual_nodes()
-            if n["metadata"]["name"].startswith("fc-bulk-")
-        )
-        leases = sorted(
-            x["metadata"]["name"]
-            for x in platform.api.list_all(
-                "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases",
-                label_selector="fedcompute.io/provider",
-            )
-            if x["metadata"]["name"].startswith("fc-bulk-")
+        node_list, lease_list = platform.virtual()
+        nodes, leases = (
+            sorted(n for o in objs if (n := o["metadata"]["name"]).startswith("fc-bulk-"))
+            for objs in (node_list, lease_list)
         )
         return nodes == expected and leases == expected
 

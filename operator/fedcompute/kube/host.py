@@ -161,19 +161,26 @@ class Host:
 
     def create_lease(self, body: Json) -> Json:
         """Create a Lease in its namespace."""
-        ns = body["metadata"]["namespace"]
-        return self.request(
-            "POST", f"/apis/coordination.k8s.io/v1/namespaces/{ns}/leases", body=body
-        )
+        return self.request("POST", leases_path(body["metadata"]["namespace"]), body=body)
 
     def renew_lease(self, namespace: str, name: str, renew_time: str) -> Json:
         """Move a Lease's renewTime forward."""
         return self.request(
             "PATCH",
-            f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases/{name}",
+            leases_path(namespace, name),
             body={"spec": {"renewTime": renew_time}},
             content_type=MERGE,
         )
+
+    def delete_lease(self, namespace: str, name: str) -> None:
+        """Delete a Lease; absent counts as done."""
+        self.delete(leases_path(namespace, name))
+
+    def list_labelled(self, *, label: str, lease_namespace: str) -> tuple[list[Json], list[Json]]:
+        """Every Node, and every Lease in ``lease_namespace``, carrying ``label``."""
+        node_list = list(self.list_all("/api/v1/nodes", label_selector=label))
+        lease_list = list(self.list_all(leases_path(lease_namespace), label_selector=label))
+        return node_list, lease_list
 
     # --- secrets and events -------------------------------------------------------------
 
@@ -184,6 +191,12 @@ class Host:
     def create_event(self, namespace: str, body: Json) -> None:
         """Record a core/v1 Event."""
         self.request("POST", f"/api/v1/namespaces/{namespace}/events", body=body)
+
+
+def leases_path(namespace: str, name: str = "") -> str:
+    """The API path of the Leases of a namespace, or of one of them."""
+    path = f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"
+    return f"{path}/{name}" if name else path
 
 
 def _short(status: int, reason: str | None, data: bytes | None) -> str:

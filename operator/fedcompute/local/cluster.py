@@ -49,7 +49,8 @@ class NodeShape:
     pods: int = 110
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
@@ -149,6 +150,37 @@ class Cluster:
         ca = pki.KeyPair((pki_dir / "ca.crt").read_bytes(), (pki_dir / "ca.key").read_bytes())
         client = pki.make_client(ca, user, tuple(groups))
         return kubeconfig_text(self.name, self.server, ca.cert, client, user)
+
+    def reader_kubeconfig(self, user: str = "fedcompute-reader") -> str:
+        """A kubeconfig for ``user``, allowed only to read nodes and pods (what collection needs).
+
+        The ClusterRole and binding are applied (idempotently) on this cluster first.
+        """
+        rbac = [
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "ClusterRole",
+                "metadata": {"name": user},
+                "rules": [
+                    {"apiGroups": [""], "resources": ["nodes", "pods"], "verbs": ["get", "list"]}
+                ],
+            },
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "ClusterRoleBinding",
+                "metadata": {"name": user},
+                "roleRef": {
+                    "apiGroup": "rbac.authorization.k8s.io",
+                    "kind": "ClusterRole",
+                    "name": user,
+                },
+                "subjects": [
+                    {"kind": "User", "name": user, "apiGroup": "rbac.authorization.k8s.io"}
+                ],
+            },
+        ]
+        self.kubectl("apply", "-f", "-", input="\n---\n".join(json.dumps(o) for o in rbac))
+        return self.issue_kubeconfig(user)
 
     def logs(self, component: str, lines: int = 40) -> str:
         """The tail of one component's log (etcd, kube-apiserver, kwok, supervisor)."""
@@ -398,7 +430,7 @@ def up(
 
 def _prepare(cluster: Cluster, bins: dict[str, str], owner_pid: int | None) -> None:
     d = cluster.directory
-    ports = {"etcd": _free_port(), "etcd_peer": _free_port(), "apiserver": _free_port()}
+    ports = {"etcd": free_port(), "etcd_peer": free_port(), "apiserver": free_port()}
     server = f"https://127.0.0.1:{ports['apiserver']}"
     spec: dict[str, Any] = {
         "name": cluster.name,

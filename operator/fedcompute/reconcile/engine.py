@@ -25,6 +25,7 @@ from typing import Any, Final, TypeVar
 
 from pydantic import ValidationError
 
+from fedcompute.api import API_VERSION
 from fedcompute.api.common import LabelSelector
 from fedcompute.api.pool import PLURAL as POOL_PLURAL
 from fedcompute.api.pool import RegionPool, RegionPoolStatus
@@ -38,7 +39,7 @@ from fedcompute.capacity.providers import (
     resumed_collection,
 )
 from fedcompute.kube import kubeconfigs, members
-from fedcompute.kube.host import Host, HostError
+from fedcompute.kube.host import GROUP_PATH, Host, HostError
 from fedcompute.metrics import Metrics
 from fedcompute.patches import merge_patch
 
@@ -201,33 +202,16 @@ class Engine:
         Without this a restarted operator could mistake the nodes of providers it has
         not yet heard about for orphans.
         """
-        providers, pools, node_list, lease_list = await asyncio.gather(
-            self._call(
-                lambda: list(self.host.list_all(f"/apis/fedcompute.io/v1alpha1/{PROVIDER_PLURAL}"))
-            ),
-            self._call(
-                lambda: list(self.host.list_all(f"/apis/fedcompute.io/v1alpha1/{POOL_PLURAL}"))
-            ),
-            self._call(
-                lambda: list(
-                    self.host.list_all("/api/v1/nodes", label_selector=nodes.LABEL_PROVIDER)
-                )
-            ),
-            self._call(
-                lambda: list(
-                    self.host.list_all(
-                        f"/apis/coordination.k8s.io/v1/namespaces/{nodes.LEASE_NAMESPACE}/leases",
-                        label_selector=nodes.LABEL_PROVIDER,
-                    )
-                )
-            ),
+        providers, pools, (node_list, lease_list) = await asyncio.gather(
+            self._call(lambda: list(self.host.list_all(f"{GROUP_PATH}/{PROVIDER_PLURAL}"))),
+            self._call(lambda: list(self.host.list_all(f"{GROUP_PATH}/{POOL_PLURAL}"))),
+            self._call(self._list_virtual),
         )
         for body in providers:
             self.observe_provider(None, body)
         for body in pools:
             self.observe_pool(None, body)
-        self.world.nodes = {n["metadata"]["name"]: n for n in node_list}
-        self.world.leases = {x["metadata"]["name"]: x for x in lease_list}
+        self._replace_virtual(node_list, lease_list)
         log.info(
             "observed %d providers, %d pools, %d virtual nodes, %d leases",
             len(providers),
@@ -552,9 +536,7 @@ class Engine:
 
     def _delete_node_job(self, name: str) -> Callable[[], Any]:
         def job() -> None:
-            self.host.delete(
-                f"/apis/coordination.k8s.io/v1/namespaces/{nodes.LEASE_NAMESPACE}/leases/{name}"
-            )
+            self.host.delete_lease(nodes.LEASE_NAMESPACE, name)
             self.world.leases.pop(name, None)
             self.host.delete(f"/api/v1/nodes/{name}")
             self.world.nodes.pop(name, None)
@@ -564,9 +546,7 @@ class Engine:
 
     def _delete_lease_job(self, name: str) -> Callable[[], Any]:
         def job() -> None:
-            self.host.delete(
-                f"/apis/coordination.k8s.io/v1/namespaces/{nodes.LEASE_NAMESPACE}/leases/{name}"
-            )
+            self.host.delete_lease(nodes.LEASE_NAMESPACE, name)
             self.world.leases.pop(name, None)
             self._dirty.set()
 
@@ -625,7 +605,7 @@ class Engine:
             "kind": "Event",
             "metadata": {"generateName": f"{meta.get('name')}."},
             "involvedObject": {
-                "apiVersion": "fedcompute.io/v1alpha1",
+                "apiVersion": API_VERSION,
                 "kind": kind,
                 "name": meta.get("name"),
                 "uid": meta.get("uid"),
@@ -843,25 +823,22 @@ class Engine:
         while True:
             await asyncio.sleep(self.settings.resync_interval)
             try:
-                node_list = await self._call(
-                    lambda: list(
-                        self.host.list_all("/api/v1/nodes", label_selector=nodes.LABEL_PROVIDER)
-                    )
-                )
-                lease_list = await self._call(
-                    lambda: list(
-                        self.host.list_all(
-                            f"/apis/coordination.k8s.io/v1/namespaces/{nodes.LEASE_NAMESPACE}/leases",
-                            label_selector=nodes.LABEL_PROVIDER,
-                        )
-                    )
-                )
+                node_list, lease_list = await self._call(self._list_virtual)
             except HostError as exc:
                 log.warning("resync failed: %s", exc)
                 continue
-            self.world.nodes = {n["metadata"]["name"]: n for n in node_list}
-            self.world.leases = {x["metadata"]["name"]: x for x in lease_list}
+            self._replace_virtual(node_list, lease_list)
             self._dirty.set()
+
+    def _list_virtual(self) -> tuple[list[Json], list[Json]]:
+        """The operator's virtual Nodes and their Leases, as the API has them now."""
+        return self.host.list_labelled(
+            label=nodes.LABEL_PROVIDER, lease_namespace=nodes.LEASE_NAMESPACE
+        )
+
+    def _replace_virtual(self, node_list: list[Json], lease_list: list[Json]) -> None:
+        self.world.nodes = {n["metadata"]["name"]: n for n in node_list}
+        self.world.leases = {x["metadata"]["name"]: x for x in lease_list}
 
 
 class _SecretError(Exception):

@@ -14,7 +14,7 @@ import socket
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
-from fedcompute.kube.host import Host, HostError
+from fedcompute.kube.host import Host, HostError, leases_path
 
 log = logging.getLogger("fedcompute.leadership")
 
@@ -52,7 +52,7 @@ class LeaseElector:
         self.duration = duration
         self.renew_every = renew_every
         self.leading = False
-        self._path = f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases/{name}"
+        self._path = leases_path(namespace, name)
 
     def _try(self) -> bool:
         """One acquire-or-renew attempt (blocking); True while this process holds the Lease."""
@@ -74,11 +74,7 @@ class LeaseElector:
                 "spec": {**spec, "acquireTime": _micro(now), "leaseTransitions": 0},
             }
             try:
-                self.host.request(
-                    "POST",
-                    f"/apis/coordination.k8s.io/v1/namespaces/{self.namespace}/leases",
-                    body=body,
-                )
+                self.host.create_lease(body)
             except HostError as conflict:
                 if conflict.status == 409:
                     return False
