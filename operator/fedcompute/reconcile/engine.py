@@ -148,11 +148,8 @@ class Engine:
         self._write_slots = asyncio.Semaphore(self.settings.write_concurrency)
         self._tasks: list[asyncio.Task[None]] = []
         self._backoff = 0.0
-        self._views: dict[str, ProviderView] = {}
         self._desired: dict[str, nodes.DesiredNode] = {}
         self.passes = 0
-        self.healthy = True
-        self.last_pass: float = 0.0
 
     # --- observation (called by the watch handlers) -------------------------------------
 
@@ -293,7 +290,6 @@ class Engine:
                 claim=claim_map.get(provider.name),
                 now=now,
             )
-        self._views = views
 
         # Desired nodes; a paused pool's existing nodes stay exactly as they are.
         desired: dict[str, nodes.DesiredNode] = {}
@@ -347,7 +343,6 @@ class Engine:
         for name, view in views.items():
             self._publish_provider(name, view)
         failures += await self._run(jobs)
-        self.last_pass = time.monotonic()
         return failures
 
     async def _run(self, jobs: list[Callable[[], Any]]) -> int:
@@ -407,12 +402,17 @@ class Engine:
                     self._dirty.set()
                     return
                 raise
-            objects = self.world.providers if plural == PROVIDER_PLURAL else self.world.pools
-            if name in objects:
-                kind = ComputeProvider if plural == PROVIDER_PLURAL else RegionPool
-                objects[name] = self._parse(kind, body)
+            self._record(plural, name, body)
 
         return job
+
+    def _record(self, plural: str, name: str, body: Json) -> None:
+        """Take a write's response as the newest observation (unless the object is gone)."""
+        if plural == PROVIDER_PLURAL:
+            if name in self.world.providers:
+                self.world.providers[name] = self._parse(ComputeProvider, body)
+        elif name in self.world.pools:
+            self.world.pools[name] = self._parse(RegionPool, body)
 
     def _provider_status_jobs(self, views: dict[str, ProviderView]) -> list[Callable[[], Any]]:
         jobs: list[Callable[[], Any]] = []
@@ -450,10 +450,7 @@ class Engine:
                 if exc.status == 404:
                     return
                 raise
-            objects = self.world.providers if plural == PROVIDER_PLURAL else self.world.pools
-            if name in objects:
-                kind = ComputeProvider if plural == PROVIDER_PLURAL else RegionPool
-                objects[name] = self._parse(kind, body)
+            self._record(plural, name, body)
             self._transition_events(
                 plural, body, previous_conditions, wanted.get("conditions") or []
             )
