@@ -12,6 +12,7 @@ The rules that make the figures honest live here:
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -77,6 +78,11 @@ class ProviderView:
     compute_power: Quantities = field(default_factory=dict)
     ready_reason: str = ""
     ready_message: str = ""
+
+    @functools.cached_property
+    def status_wire(self) -> dict[str, Any]:
+        """``status`` in its wire form (computed once)."""
+        return self.status.to_wire()
 
     @property
     def has_figures(self) -> bool:

