@@ -27,12 +27,13 @@ venv: $(STAMP) ## Create the virtual environment with the package and dev tools
 binaries: $(STAMP) ## Build or fetch kube-apiserver, etcd, kwok, kubectl and helm (cached)
 	$(BIN)/fedcompute local binaries --link-into $(BIN)
 
-lint: $(STAMP) ## ruff and mypy --strict
+lint: $(STAMP) ## ruff, mypy --strict and the import contracts (pyproject.toml)
 	$(BIN)/ruff check operator tests benchmarks
 	$(BIN)/ruff format --check operator tests benchmarks
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
-unit: $(STAMP) ## Fast tests of pure logic
+unit: $(STAMP) ## Fast tests of pure logic (no cluster, helm, kubectl or wheel build)
 	$(BIN)/pytest tests/unit -q $(PYTEST_ARGS)
 
 integration: binaries ## Tests against real local control planes

@@ -3,19 +3,50 @@
 ``host`` is one cluster for the whole session; ``member_cluster`` starts further
 clusters (with kwok nodes) for one test and stops them afterwards. Every cluster is tied
 to this test process, so an interrupted run leaves nothing behind.
+
+A test that needs a tool or library which this machine lacks asks for it through
+:func:`require_tool` or :func:`require_module`: it is skipped on a developer's machine and
+fails under ``CI=true``, so that CI can never go green by skipping what it exists to run.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Callable, Iterator
-from typing import Any
+from pathlib import Path
+from types import ModuleType
+from typing import Any, NoReturn
 
 import pytest
 
-from fedcompute.local import cluster
+from fedcompute.local import binaries, cluster
 
 PREFIX = f"t{os.getpid()}"
+
+
+def missing(reason: str) -> NoReturn:
+    """Skip for want of a tool or library; under ``CI=true`` fail instead."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason} (CI=true: a missing tool fails the run)", pytrace=False)
+    pytest.skip(reason, allow_module_level=True)
+
+
+def require_tool(name: str, find: Callable[[], Path]) -> str:
+    """The path ``find`` resolves for ``name`` (building or fetching it as it does), or
+    :func:`missing` with its reason."""
+    try:
+        return str(find())
+    except (binaries.BinaryError, OSError) as exc:
+        missing(f"{name} is not available: {exc}")
+
+
+def require_module(name: str) -> ModuleType:
+    """``name`` imported (for module level, like ``pytest.importorskip``), or :func:`missing`."""
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        missing(f"{name} cannot be imported: {exc}")
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

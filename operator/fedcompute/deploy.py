@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -37,6 +39,8 @@ CUSTOMIZATIONS: Final = ARGOCD / "resource_customizations"
 CRD_TEMPLATES: Final = CHART / "templates" / "crds"
 DASHBOARD: Final = CHART / "files" / "grafana-dashboard.json"
 PROMETHEUS_OPERATOR_MODULE: Final = Path("hack/prometheus-operator")
+# The envtest-style variable naming a prebuilt helm, as for the other test assets.
+HELM_ENV: Final = "TEST_ASSET_HELM"
 
 # The kustomize base is the chart rendered with these, and its default values.
 BASE_RELEASE: Final = "fedcompute"
@@ -514,13 +518,33 @@ _LiteralDumper.add_representer(str, _str_representer)
 # --- rendering the chart ----------------------------------------------------------------
 
 
-def _helm() -> str:
-    from fedcompute.local import binaries
+def _executable(path: Path) -> bool:
+    return path.is_file() and os.access(path, os.X_OK)
 
-    try:
-        return str(binaries.helm())
-    except binaries.BinaryError as exc:
-        raise GenerateError(str(exc)) from exc
+
+def find_helm(explicit: str | Path | None = None) -> str:
+    """The helm to render with, found without the local harness (which does not ship).
+
+    In order: ``explicit`` (``--helm``), ``$TEST_ASSET_HELM``, the ``bin`` directory of this
+    interpreter's virtual environment (where ``make binaries`` links the pinned helm), then
+    ``PATH``. A helm named explicitly must exist: it is never silently replaced by another.
+    """
+    for source, value in (("--helm", explicit), (HELM_ENV, os.environ.get(HELM_ENV))):
+        if value:
+            if not _executable(Path(value)):
+                raise GenerateError(f"{source}={value} is not an executable file")
+            return str(value)
+    # Not resolved: a venv's python is a symlink to the base interpreter, outside the venv.
+    beside = Path(sys.executable).parent / "helm"
+    if _executable(beside):
+        return str(beside)
+    found = shutil.which("helm")
+    if found is None:
+        raise GenerateError(
+            f"helm not found: pass --helm, set {HELM_ENV}, or run `make binaries` "
+            "(which links the pinned helm next to the virtual environment's python)"
+        )
+    return found
 
 
 def helm_template(
@@ -534,7 +558,7 @@ def helm_template(
     helm: str | None = None,
 ) -> list[dict[str, Any]]:
     """``helm template`` of ``chart``, as a list of documents (empty ones dropped)."""
-    cmd = [helm or _helm(), "template", release, str(chart), "--namespace", namespace]
+    cmd = [helm or find_helm(), "template", release, str(chart), "--namespace", namespace]
     for path in values:
         cmd += ["--values", str(path)]
     for item in set_values:
@@ -619,13 +643,14 @@ def _resource_order(path: Path) -> tuple[int, str]:
 
 
 def source_root() -> Path:
-    """The checkout to generate into."""
-    from fedcompute.local import paths
-
-    root = paths.source_root()
-    if root is None or not (root / CHART / "Chart.yaml").is_file():
-        raise GenerateError("no fedcompute source checkout found (pass --root)")
-    return root
+    """The checkout to generate into: ``$FEDCOMPUTE_SOURCE_DIR`` when set, else the one this
+    module lies in (an editable install), else the current directory."""
+    explicit = os.environ.get("FEDCOMPUTE_SOURCE_DIR")
+    here = Path(__file__).resolve().parents[2]
+    for root in [Path(explicit)] if explicit else [here, Path.cwd()]:
+        if (root / CHART / "Chart.yaml").is_file():
+            return root
+    raise GenerateError("no fedcompute source checkout found (pass --root)")
 
 
 def generated_files(root: Path, *, helm: str | None = None) -> dict[Path, str]:
@@ -735,9 +760,11 @@ def register(subparsers: Any) -> None:
         "the Argo CD health-check patch",
         description="Regenerate every derived deployment file of a source checkout: "
         f"{CRD_TEMPLATES}/, {DASHBOARD}, {DEPLOY}/ (from the chart) and "
-        f"{ARGOCD}/argocd-cm.yaml. Needs helm (`fedcompute local binaries`).",
+        f"{ARGOCD}/argocd-cm.yaml. Needs helm: --helm, ${HELM_ENV}, the virtual "
+        "environment's bin directory (`make binaries` links it there), or PATH.",
     )
     parser.add_argument("--root", type=Path, help="source checkout (default: this one)")
+    parser.add_argument("--helm", help=f"helm binary (default: ${HELM_ENV}, the venv, PATH)")
     parser.add_argument(
         "--check",
         action="store_true",
@@ -750,8 +777,9 @@ def run_generate(args: argparse.Namespace) -> int:
     """Write or check the generated files."""
     try:
         root = args.root or source_root()
+        helm = find_helm(args.helm)
         if args.check:
-            drift = check(root)
+            drift = check(root, helm=helm)
             for rel in drift:
                 print(f"out of date: {rel}")
             if drift:
@@ -759,7 +787,7 @@ def run_generate(args: argparse.Namespace) -> int:
                 return 1
             print("generated files are up to date")
             return 0
-        changed = write(root)
+        changed = write(root, helm=helm)
     except GenerateError as exc:
         print(f"fedcompute generate: {exc}")
         return 2

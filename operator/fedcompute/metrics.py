@@ -1,20 +1,158 @@
 """Prometheus metrics: the live capacity picture, and the operator's own health.
 
+The capacity gauges are not set one series at a time: a custom collector yields them from
+the last Plan at every scrape. So every live object has a sample for every figure (zeros
+included, which keeps "allocated share" panels drawn on an idle platform), and an object
+that is gone has none, without any series tracked by hand.
+
 Base units (cores, bytes, devices), one ``fedcompute_`` prefix, ``_total`` counters.
-Series are keyed by object name and removed when their object goes away, so the
-cardinality is bounded by providers x resources and pools x resources.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterator, Mapping
+from datetime import datetime
 from decimal import Decimal
 from typing import Final
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
-_FIGURES: Final = ("capacity", "allocatable", "allocated", "available")
+from fedcompute.capacity.plan import Plan
+from fedcompute.capacity.providers import Collection, ProviderView
+
+FIGURES: Final = ("capacity", "allocatable", "allocated", "available")
+_RESOURCE_HELP: Final = (
+    "resource: a Kubernetes resource name (cpu in cores, memory in bytes, "
+    "nvidia.com/gpu in devices, ...)"
+)
+
+
+def _figures(view: ProviderView) -> dict[str, Mapping[str, Decimal]]:
+    return {
+        "capacity": view.capacity,
+        "allocatable": view.allocatable,
+        "allocated": view.allocated,
+        "available": view.available,
+    }
+
+
+def _resources(figures: Mapping[str, Mapping[str, Decimal]]) -> list[str]:
+    """Every resource any figure names: each figure gets a sample for each (0 if absent)."""
+    names: set[str] = set()
+    for values in figures.values():
+        names.update(values)
+    return sorted(names)
+
+
+class PlanCollector(Collector):
+    """Yields the capacity gauges from the last Plan (swapped in whole, read at scrape)."""
+
+    def __init__(self) -> None:
+        self._plan = Plan()
+        self._collections: Mapping[str, Collection] = {}
+        self._lock = threading.Lock()
+
+    def update(self, plan: Plan, collections: Mapping[str, Collection]) -> None:
+        """Publish a new Plan (called by the event loop after each pass)."""
+        with self._lock:
+            self._plan = plan
+            self._collections = dict(collections)
+
+    def collect(self) -> Iterator[Metric]:
+        """The gauges of the last Plan."""
+        with self._lock:
+            plan, collections = self._plan, self._collections
+        yield from self._providers(plan, collections)
+        yield from self._pools(plan)
+
+    def _providers(self, plan: Plan, collections: Mapping[str, Collection]) -> Iterator[Metric]:
+        labels = ["provider", "region", "pool", "resource"]
+        families = {
+            f: GaugeMetricFamily(
+                f"fedcompute_provider_{f}",
+                f"Provider {f} resources; labels provider, region, pool (empty when "
+                f"unclaimed), {_RESOURCE_HELP}.",
+                labels=labels,
+            )
+            for f in FIGURES
+        }
+        ready = GaugeMetricFamily(
+            "fedcompute_provider_ready",
+            "1 when the provider is Ready (collected and fresh), else 0; labels provider, "
+            "region, pool.",
+            labels=["provider", "region", "pool"],
+        )
+        last = GaugeMetricFamily(
+            "fedcompute_provider_last_collection_timestamp_seconds",
+            "Unix time of the provider's last successful collection; label provider.",
+            labels=["provider"],
+        )
+        devices = GaugeMetricFamily(
+            "fedcompute_provider_accelerators",
+            "Accelerator devices of a provider; labels provider, model, state=total|available.",
+            labels=["provider", "model", "state"],
+        )
+        for name, view in sorted(plan.providers.items()):
+            pool = view.claim.pool if view.claim else ""
+            figures = _figures(view)
+            for resource in _resources(figures):
+                for f in FIGURES:
+                    value = float(figures[f].get(resource, Decimal(0)))
+                    families[f].add_metric([name, view.region, pool, resource], value)
+            ready.add_metric([name, view.region, pool], 1.0 if view.ready else 0.0)
+            when = _last_collection(view, collections.get(name))
+            if when is not None:
+                last.add_metric([name], when.timestamp())
+            models: dict[str, list[int]] = {}
+            for d in view.accelerators:
+                tally = models.setdefault(d.model, [0, 0])
+                tally[0] += d.capacity
+                tally[1] += d.available
+            for model, (total, available) in sorted(models.items()):
+                devices.add_metric([name, model, "total"], total)
+                devices.add_metric([name, model, "available"], available)
+        yield from families.values()
+        yield from (ready, last, devices)
+
+    def _pools(self, plan: Plan) -> Iterator[Metric]:
+        families = {
+            f: GaugeMetricFamily(
+                f"fedcompute_pool_{f}",
+                f"Pool {f} resources over its claimed providers; labels pool, {_RESOURCE_HELP}.",
+                labels=["pool", "resource"],
+            )
+            for f in FIGURES
+        }
+        providers = GaugeMetricFamily(
+            "fedcompute_pool_providers",
+            "Providers claimed by the pool; labels pool, state=ready|not_ready.",
+            labels=["pool", "state"],
+        )
+        for name, view in sorted(plan.pools.items()):
+            status = view.status
+            figures: dict[str, Mapping[str, Decimal]] = {
+                "capacity": status.capacity or {},
+                "allocatable": status.allocatable or {},
+                "allocated": status.allocated or {},
+                "available": status.available or {},
+            }
+            for resource in _resources(figures):
+                for f in FIGURES:
+                    value = float(figures[f].get(resource, Decimal(0)))
+                    families[f].add_metric([name, resource], value)
+            providers.add_metric([name, "ready"], view.ready)
+            providers.add_metric([name, "not_ready"], view.not_ready)
+        yield from families.values()
+        yield providers
+
+
+def _last_collection(view: ProviderView, collection: Collection | None) -> datetime | None:
+    if collection is not None and collection.succeeded_at is not None and not collection.resumed:
+        return collection.succeeded_at
+    return view.status.last_collection_time
 
 
 class Metrics:
@@ -23,54 +161,8 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
-        res_help = (
-            "resource: a Kubernetes resource name (cpu in cores, memory in bytes, "
-            "nvidia.com/gpu in devices, ...)"
-        )
-        self.provider = {
-            f: Gauge(
-                f"fedcompute_provider_{f}",
-                f"Provider {f} resources; labels provider, region, pool (empty when "
-                f"unclaimed), {res_help}.",
-                ["provider", "region", "pool", "resource"],
-                registry=r,
-            )
-            for f in _FIGURES
-        }
-        self.provider_ready = Gauge(
-            "fedcompute_provider_ready",
-            "1 when the provider is Ready (collected and fresh), else 0; labels provider, "
-            "region, pool.",
-            ["provider", "region", "pool"],
-            registry=r,
-        )
-        self.provider_last_collection = Gauge(
-            "fedcompute_provider_last_collection_timestamp_seconds",
-            "Unix time of the provider's last successful collection; label provider.",
-            ["provider"],
-            registry=r,
-        )
-        self.provider_accelerators = Gauge(
-            "fedcompute_provider_accelerators",
-            "Accelerator devices of a provider; labels provider, model, state=total|available.",
-            ["provider", "model", "state"],
-            registry=r,
-        )
-        self.pool = {
-            f: Gauge(
-                f"fedcompute_pool_{f}",
-                f"Pool {f} resources over its claimed providers; labels pool, {res_help}.",
-                ["pool", "resource"],
-                registry=r,
-            )
-            for f in _FIGURES
-        }
-        self.pool_providers = Gauge(
-            "fedcompute_pool_providers",
-            "Providers claimed by the pool; labels pool, state=ready|not_ready.",
-            ["pool", "state"],
-            registry=r,
-        )
+        self.plan = PlanCollector()
+        r.register(self.plan)
         self.collection_duration = Histogram(
             "fedcompute_collection_duration_seconds",
             "Time to collect one provider's inventory; label source=static|kubernetes.",
@@ -81,8 +173,23 @@ class Metrics:
         self.collection_errors = Counter(
             "fedcompute_collection_errors",
             "Failed collections; label reason (Unreachable, Unauthorized, Timeout, "
-            "InvalidKubeconfig, InsecureKubeconfig, SecretNotFound, CollectionFailed).",
+            "InvalidKubeconfig, InsecureKubeconfig, SecretNotFound, InvalidInventory, "
+            "CollectionFailed).",
             ["reason"],
+            registry=r,
+        )
+        self.write_errors = Counter(
+            "fedcompute_write_errors",
+            "Writes the API server refused or that failed; labels resource (computeproviders, "
+            "regionpools, nodes, leases, events), code (HTTP status, 0 for no answer).",
+            ["resource", "code"],
+            registry=r,
+        )
+        self.plan_failures = Counter(
+            "fedcompute_plan_failures",
+            "Objects whose plan raised in a pass (each is reported on its own condition); "
+            "label kind (ComputeProvider, RegionPool).",
+            ["kind"],
             registry=r,
         )
         self.reconciles = Counter(
@@ -90,87 +197,3 @@ class Metrics:
             "Reconcile passes over the whole platform (one per burst of changes).",
             registry=r,
         )
-        self._provider_series: dict[str, set[tuple[str, ...]]] = {}
-        self._pool_series: dict[str, set[tuple[str, ...]]] = {}
-
-    # --- providers ----------------------------------------------------------------------
-
-    def set_provider(
-        self,
-        name: str,
-        *,
-        region: str,
-        pool: str,
-        ready: bool,
-        figures: Mapping[str, Mapping[str, Decimal]],
-        accelerators: Mapping[str, tuple[int, int]],
-        last_collection: float | None,
-    ) -> None:
-        """Publish one provider's figures, dropping series it no longer has."""
-        series: set[tuple[str, ...]] = set()
-        for figure, values in figures.items():
-            for resource, value in values.items():
-                self.provider[figure].labels(name, region, pool, resource).set(float(value))
-                series.add(("figure", figure, region, pool, resource))
-        self.provider_ready.labels(name, region, pool).set(1 if ready else 0)
-        series.add(("ready", region, pool))
-        for model, (total, available) in accelerators.items():
-            self.provider_accelerators.labels(name, model, "total").set(total)
-            self.provider_accelerators.labels(name, model, "available").set(available)
-            series.add(("acc", model))
-        if last_collection is not None:
-            self.provider_last_collection.labels(name).set(last_collection)
-            series.add(("last",))
-        self._drop_provider(name, self._provider_series.get(name, set()) - series)
-        self._provider_series[name] = series
-
-    def remove_provider(self, name: str) -> None:
-        """Remove every series of a deleted provider."""
-        self._drop_provider(name, self._provider_series.pop(name, set()))
-
-    def _drop_provider(self, name: str, stale: set[tuple[str, ...]]) -> None:
-        for key in stale:
-            try:
-                if key[0] == "figure":
-                    self.provider[key[1]].remove(name, key[2], key[3], key[4])
-                elif key[0] == "ready":
-                    self.provider_ready.remove(name, key[1], key[2])
-                elif key[0] == "acc":
-                    self.provider_accelerators.remove(name, key[1], "total")
-                    self.provider_accelerators.remove(name, key[1], "available")
-                elif key[0] == "last":
-                    self.provider_last_collection.remove(name)
-            except KeyError:
-                pass
-
-    # --- pools --------------------------------------------------------------------------
-
-    def set_pool(
-        self,
-        name: str,
-        *,
-        figures: Mapping[str, Mapping[str, Decimal]],
-        ready: int,
-        not_ready: int,
-    ) -> None:
-        """Publish one pool's figures, dropping series it no longer has."""
-        series: set[tuple[str, ...]] = set()
-        for figure, values in figures.items():
-            for resource, value in values.items():
-                self.pool[figure].labels(name, resource).set(float(value))
-                series.add((figure, resource))
-        self.pool_providers.labels(name, "ready").set(ready)
-        self.pool_providers.labels(name, "not_ready").set(not_ready)
-        for figure, resource in self._pool_series.get(name, set()) - series:
-            with contextlib.suppress(KeyError):
-                self.pool[figure].remove(name, resource)
-        self._pool_series[name] = series
-
-    def remove_pool(self, name: str) -> None:
-        """Remove every series of a deleted pool."""
-        for figure, resource in self._pool_series.pop(name, set()):
-            with contextlib.suppress(KeyError):
-                self.pool[figure].remove(name, resource)
-        for state in ("ready", "not_ready"):
-            with contextlib.suppress(KeyError):
-                self.pool_providers.remove(name, state)

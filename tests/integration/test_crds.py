@@ -214,8 +214,8 @@ def test_get_fedcompute_lists_both_kinds_with_printer_columns(
 
     header = kubectl("get", "cprov").stdout.splitlines()[0].split()
     assert header == ["NAME", "REGION", "POOL", "READY", "CPU", "MEMORY", "GPU", "AGE"]
-    header = kubectl("get", "rpool").stdout.splitlines()[0]
-    assert re.split(r"\s{2,}", header.strip()) == [
+    pool_header = kubectl("get", "rpool").stdout.splitlines()[0]
+    assert re.split(r"\s{2,}", pool_header.strip()) == [
         "NAME",
         "PROVIDERS",
         "READY PROVIDERS",
@@ -297,6 +297,54 @@ def test_invalid_manifest_is_rejected_by_both_with_the_same_fields(
     assert server == expected, message
     for field in expected:
         assert field in message
+
+
+# Quantities at and beyond 2^63-1, the largest Kubernetes represents, and the exponents the
+# range rule refuses before quantity() would expand them.
+QUANTITY_EDGES: list[object] = [
+    "9223372036854775807",
+    9223372036854775807,
+    "9223372036854775807000m",
+    "8191Pi",
+    "7.99999Ei",
+    "1e-999",
+    "8Ei",
+    "16Ei",
+    "9223372036854775808",
+    "9223372036854775807.000000001",
+    "99999999999999999999",
+    "1e19",
+    "1e999",
+    "1e999999999",
+    "1e-1000",
+    "0e1000",
+    2**63,
+    "8Gi\n",
+]
+
+
+@pytest.mark.parametrize("value", QUANTITY_EDGES, ids=repr)
+def test_quantity_edges_are_judged_alike(custom: client.CustomObjectsApi, value: object) -> None:
+    doc = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "ComputeProvider",
+        "metadata": {"name": "quantity-edge"},
+        "spec": {
+            "region": "east-china",
+            "source": {"static": {"resources": {"cpu": "8", "memory": value}}},
+            "reserved": {"memory": value},
+        },
+    }
+    offline = _offline_paths(validation.validate_document(doc))
+    started = time.monotonic()
+    try:
+        _dry_run_create(custom, doc)
+        server: set[str] = set()
+    except ApiException as exc:
+        server, message = _server_paths(exc)
+        assert "9223372036854775807" in message or "should match" in message or "type" in message
+    assert time.monotonic() - started < 10
+    assert server == offline
 
 
 # --- the status subresource ------------------------------------------------------------

@@ -241,9 +241,9 @@ def test_pagination_and_node_selection(
     pages: list[str] = []
     original = members._get_page
 
-    def counting(client: Any, path: str, query: Any, deadline: float) -> Any:
+    def counting(session: Any, path: str, query: Any) -> Any:
         pages.append(path)
-        return original(client, path, query, deadline)
+        return original(session, path, query)
 
     monkeypatch.setattr(members, "_get_page", counting)
     safe = load(member.kubeconfig.read_text())

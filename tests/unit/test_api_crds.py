@@ -164,6 +164,32 @@ def test_quantities_are_int_or_string_with_the_quantity_pattern() -> None:
             assert node["minimum"] == 0
 
 
+def test_only_declared_quantities_carry_the_range_rule() -> None:
+    ranged = {
+        path
+        for path, node in ALL_NODES
+        if common.QUANTITY_RANGE_RULE in node.get("x-kubernetes-validations", [])
+    }
+    assert ranged == {
+        "ComputeProvider.spec.source.static.resources.*",
+        "ComputeProvider.spec.reserved.*",
+        "ComputeProvider.spec.source.static.accelerators[].memoryPerDevice",
+        *(
+            f"ComputeProvider.spec.source.static.accelerators[].tflopsPerDevice.{p}"
+            for p in common.PRECISIONS
+        ),
+    }
+    for path, node in ALL_NODES:
+        if node.get("x-kubernetes-int-or-string") and ".status." in path:
+            assert path not in ranged
+
+
+def test_pool_names_fit_a_label_value() -> None:
+    (name_rule,) = _schema("RegionPool")["x-kubernetes-validations"]
+    assert name_rule["rule"] == "self.metadata.name.size() <= 63"
+    assert name_rule["fieldPath"] == ".metadata.name"
+
+
 def test_list_map_keys_are_required() -> None:
     for path, node in ALL_NODES:
         if node.get("x-kubernetes-list-type") == "map":

@@ -154,6 +154,61 @@ def test_tflops_map_helpers() -> None:
         common.TflopsByPrecision.from_dict({"fp4": Decimal(1)})
 
 
+_ABOVE = "larger than 9223372036854775807 \\(2\\^63-1\\)"
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [
+        {"resources": {"cpu": "8Ei"}},
+        {"resources": {"cpu": "1e999999999"}},
+        {"resources": {"cpu": 2**63}},
+        {"resources": {"cpu": Decimal(2**63)}},
+        {
+            "resources": {"cpu": 8},
+            "accelerators": [{"model": "m", "count": 1, "memoryPerDevice": "16Ei"}],
+        },
+        {
+            "resources": {"cpu": 8},
+            "accelerators": [{"model": "m", "count": 1, "tflopsPerDevice": {"fp8": "1e19"}}],
+        },
+    ],
+)
+def test_declared_quantities_above_the_limit_are_refused_naming_it(doc: dict[str, Any]) -> None:
+    with pytest.raises(pydantic.ValidationError, match=_ABOVE):
+        provider.StaticSource.model_validate(doc)
+
+
+def test_declared_quantities_at_the_limit_pass() -> None:
+    source = provider.StaticSource.model_validate(
+        {"resources": {"cpu": "9223372036854775807", "memory": "7.99999Ei", "x.io/y": "0.1n"}}
+    )
+    assert source.resources["cpu"] == 2**63 - 1
+    assert source.resources["x.io/y"] == Decimal("1e-9")
+    with pytest.raises(pydantic.ValidationError, match=_ABOVE):
+        ComputeProviderSpec.model_validate(
+            {
+                "region": "r",
+                "source": {"static": {"resources": {"cpu": 1}}},
+                "reserved": {"cpu": "10E"},
+            }
+        )
+
+
+def test_status_sums_may_exceed_the_limit_and_are_written_capped() -> None:
+    huge = Decimal(2**63) * 1000
+    status = ComputeProviderStatus(capacity={"memory": huge}, compute_power={"fp8": huge})
+    assert status.capacity == {"memory": huge}
+    wire = status.to_wire()
+    assert wire["capacity"] == {"memory": "9223372036854775807"}
+    assert wire["computePower"] == {"fp8": "9223372036854775807"}
+    # Read back (or written by someone else), a status figure above the limit is capped.
+    read = ComputeProviderStatus.model_validate({"capacity": {"memory": "8Ei", "cpu": 2**64}})
+    assert read.capacity == {"memory": Decimal(2**63 - 1), "cpu": Decimal(2**63 - 1)}
+    with pytest.raises(pydantic.ValidationError):
+        ComputeProviderStatus(capacity={"cpu": Decimal("NaN")})
+
+
 def test_nonnegative_pattern_is_the_shared_quantity_grammar_without_sign() -> None:
     from fedcompute import quantities
 
@@ -324,12 +379,12 @@ def test_condition_type_and_reason_constants_are_valid_values() -> None:
                     reason="Probe",
                     last_transition_time=T0,
                 )
-    for holder in (provider.Reason, pool.Reason):
-        for name in dir(holder):
+    for reasons in (provider.Reason, pool.Reason):
+        for name in dir(reasons):
             if name.isupper():
                 Condition(
                     type="Ready",
                     status="True",
-                    reason=getattr(holder, name),
+                    reason=getattr(reasons, name),
                     last_transition_time=T0,
                 )

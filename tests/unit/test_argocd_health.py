@@ -24,8 +24,9 @@ from fedcompute.api.pool import RegionPool
 from fedcompute.api.provider import ComputeProvider
 from fedcompute.capacity.providers import Collection, ProviderView, plan_provider
 from fedcompute.capacity.rollup import plan_pool
+from tests.conftest import require_module
 
-lupa = pytest.importorskip("lupa.lua51")
+lupa = require_module("lupa.lua51")
 
 ROOT = Path(__file__).resolve().parents[2]
 CUSTOMIZATIONS = ROOT / deploy.CUSTOMIZATIONS

@@ -1,12 +1,32 @@
-"""Binary resolution: envtest-style assets win, and the cache is keyed by pins."""
+"""Binary resolution: envtest-style assets win, and the cache is keyed by pins.
+
+``fedcompute generate`` ships and so cannot use the harness: it finds helm (and the
+checkout) on its own, in an order tested here too.
+"""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
 
+from fedcompute import deploy
 from fedcompute.local import binaries
+
+
+@pytest.fixture(autouse=True)
+def _no_assets_from_the_caller(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test sets the asset variables it means; a developer's own exports don't leak in."""
+    for name in (
+        "KUBEBUILDER_ASSETS",
+        "TEST_ASSET_KUBE_APISERVER",
+        "TEST_ASSET_ETCD",
+        "TEST_ASSET_KUBECTL",
+        "TEST_ASSET_KWOK",
+        "TEST_ASSET_HELM",
+    ):
+        monkeypatch.delenv(name, raising=False)
 
 
 def _exe(path: Path) -> Path:
@@ -63,3 +83,62 @@ def test_version_ldflags_stamp_both_version_packages() -> None:
     for pkg in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version"):
         assert f"-X {pkg}.gitVersion={binaries.KUBERNETES_VERSION}" in flags
         assert f"-X {pkg}.gitMinor=34" in flags
+
+
+# --- `fedcompute generate` finds helm and the checkout without the harness --------------
+
+
+def test_generate_finds_helm_in_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--helm, then $TEST_ASSET_HELM, then beside the venv's python, then PATH."""
+    (tmp_path / "venv").mkdir()
+    (tmp_path / "path").mkdir()
+    explicit = _exe(tmp_path / "explicit-helm")
+    asset = _exe(tmp_path / "asset-helm")
+    beside = _exe(tmp_path / "venv" / "helm")
+    on_path = _exe(tmp_path / "path" / "helm")
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "venv" / "python"))
+    monkeypatch.setenv("PATH", str(tmp_path / "path"))
+    monkeypatch.setenv("TEST_ASSET_HELM", str(asset))
+    assert deploy.find_helm(explicit) == str(explicit)
+    assert deploy.find_helm() == str(asset)
+    monkeypatch.delenv("TEST_ASSET_HELM")
+    assert deploy.find_helm() == str(beside)
+    beside.unlink()
+    assert deploy.find_helm() == str(on_path)
+    on_path.unlink()
+    with pytest.raises(deploy.GenerateError, match="make binaries"):
+        deploy.find_helm()
+
+
+def test_generate_refuses_a_named_helm_that_is_not_there(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A helm named on purpose is never silently swapped for another one."""
+    monkeypatch.setattr(sys, "executable", str(_exe(tmp_path / "python")))
+    _exe(tmp_path / "helm")
+    with pytest.raises(deploy.GenerateError, match=r"--helm=.*not an executable"):
+        deploy.find_helm(tmp_path / "missing")
+    monkeypatch.setenv("TEST_ASSET_HELM", str(tmp_path / "missing"))
+    with pytest.raises(deploy.GenerateError, match=r"TEST_ASSET_HELM=.*not an executable"):
+        deploy.find_helm()
+
+
+def test_generate_finds_the_checkout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """$FEDCOMPUTE_SOURCE_DIR, else this module's checkout, else the current directory."""
+    checkout = tmp_path / "checkout"
+    (checkout / deploy.CHART).mkdir(parents=True)
+    (checkout / deploy.CHART / "Chart.yaml").write_text("name: fedcompute\n")
+    monkeypatch.delenv("FEDCOMPUTE_SOURCE_DIR", raising=False)
+    assert deploy.source_root() == Path(__file__).resolve().parents[2]
+    # Installed outside a checkout (a wheel): the current directory decides.
+    monkeypatch.setattr(deploy, "__file__", str(tmp_path / "site" / "fedcompute" / "deploy.py"))
+    monkeypatch.chdir(checkout)
+    assert deploy.source_root() == checkout
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(deploy.GenerateError, match="--root"):
+        deploy.source_root()
+    monkeypatch.setenv("FEDCOMPUTE_SOURCE_DIR", str(checkout))
+    assert deploy.source_root() == checkout
+    monkeypatch.setenv("FEDCOMPUTE_SOURCE_DIR", str(tmp_path))
+    with pytest.raises(deploy.GenerateError):
+        deploy.source_root()

@@ -286,6 +286,119 @@ def test_a_malformed_quantity_is_an_error() -> None:
         inventory.effective_pod_requests(pod(container("a", {"cpu": "lots"})))
 
 
+# --- malformed and out-of-range member quantities -------------------------------------------
+
+
+def named(name: str, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+    body["metadata"] = {"name": name, "namespace": namespace}
+    return body
+
+
+BAD_QUANTITY_CASES: list[tuple[str, list[dict[str, Any]], list[dict[str, Any]], str]] = [
+    (
+        "capacity beyond any quantity",
+        [node("gpu-3", {"cpu": "4", "memory": "1e999999999"})],
+        [],
+        "node gpu-3 status.capacity[memory]: '1e999999999'",
+    ),
+    (
+        "capacity above 2^63-1",
+        [node("gpu-3", {"cpu": "4", "memory": "1e30"})],
+        [],
+        "node gpu-3 status.capacity[memory]: '1e30'",
+    ),
+    (
+        "malformed allocatable",
+        [node("n1", {"cpu": "4"}, allocatable={"cpu": "lots"})],
+        [],
+        "node n1 status.allocatable[cpu]: 'lots' is not a quantity",
+    ),
+    (
+        "a null quantity",
+        [node("n1", {"cpu": None})],  # type: ignore[dict-item]
+        [],
+        "node n1 status.capacity[cpu]: None is not a quantity",
+    ),
+    (
+        "container request",
+        [node("n1", {"cpu": "4"})],
+        [named("train", "ml", pod(container("a", {"cpu": "1"}), container("b", {"cpu": "x"})))],
+        "pod ml/train spec.containers[1].resources.requests[cpu]: 'x' is not a quantity",
+    ),
+    (
+        "init container request",
+        [node("n1", {"cpu": "4"})],
+        [named("p", "default", pod(container(), init=(container("i", {"memory": "9e99"}),)))],
+        "pod default/p spec.initContainers[0].resources.requests[memory]: '9e99'",
+    ),
+    (
+        "overhead",
+        [node("n1", {"cpu": "4"})],
+        [named("p", "default", pod(container(), overhead={"cpu": "1e999999999"}))],
+        "pod default/p spec.overhead[cpu]: '1e999999999'",
+    ),
+    (
+        "pod-level request",
+        [node("n1", {"cpu": "4"})],
+        [named("p", "default", pod(container(), pod_requests={"memory": "-"}))],
+        "pod default/p spec.resources.requests[memory]:",
+    ),
+    (
+        "actuated resources of a resizing container",
+        [node("n1", {"cpu": "4"})],
+        [
+            named(
+                "p",
+                "default",
+                pod(
+                    container("c", {"cpu": "1"}),
+                    status={
+                        "containerStatuses": [
+                            {"name": "c", "resources": {"requests": {"cpu": "1e40"}}}
+                        ]
+                    },
+                ),
+            )
+        ],
+        "pod default/p status.containerStatuses[0].resources.requests[cpu]: '1e40'",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("nodes", "pods", "expected"),
+    [pytest.param(n, p, e, id=name) for name, n, p, e in BAD_QUANTITY_CASES],
+)
+def test_a_bad_member_quantity_names_the_object_and_field(
+    nodes: list[dict[str, Any]], pods: list[dict[str, Any]], expected: str
+) -> None:
+    with pytest.raises(quantities.QuantityError) as caught:
+        summarize(nodes, pods)
+    assert str(caught.value).startswith(expected)
+    assert len(str(caught.value)) < 400
+
+
+def test_bad_quantities_on_objects_that_do_not_count_are_ignored() -> None:
+    """Allocatable of a node that is not Ready, and requests of pods on it, are never read."""
+    sick = node("sick", {"cpu": "4"}, allocatable={"cpu": "lots"}, ready=False)
+    stray = named("p", "default", pod(container("c", {"cpu": "lots"}), node="sick"))
+    summary = summarize([sick, node("n1", {"cpu": "2"})], [stray])
+    assert summary.allocatable == q({"cpu": "2"})
+
+
+def test_hostile_names_and_values_are_shortened_and_quoted() -> None:
+    name = "evil\nname" + "x" * 300
+    bad = node(name, {"memory": "9" * 5000})
+    with pytest.raises(quantities.QuantityError) as caught:
+        summarize([bad], [])
+    message = str(caught.value)
+    assert "\n" not in message
+    assert "x" * 50 not in message
+    assert "9" * 50 not in message
+    assert "status.capacity[memory]" in message
+    assert len(message) < 400
+
+
 @pytest.mark.parametrize(
     ("phase", "terminal"),
     [

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import ipaddress
 import os
 import socket
 from collections.abc import Callable, Iterable
@@ -578,3 +579,100 @@ def test_a_token_only_client_writes_no_key_material() -> None:
     with members.MemberClient(safe) as client:
         assert client.api.configuration.cert_file is None
         assert client.api.configuration.key_file is None
+
+
+# --- IPv6 forms that embed an IPv4 address -------------------------------------------------
+
+
+def teredo(server: str, client: str) -> str:
+    """A Teredo address (2001::/32): server in bits 32-63, client inverted in the last 32."""
+    value = (0x20010000 << 96) | (int(ipaddress.IPv4Address(server)) << 64)
+    value |= ~int(ipaddress.IPv4Address(client)) & 0xFFFFFFFF
+    return str(ipaddress.IPv6Address(value))
+
+
+# (form, IPv6 address, the IPv4 address it embeds)
+EMBEDDED_DENIED: list[tuple[str, str, str]] = [
+    ("IPv4-mapped metadata", "::ffff:169.254.169.254", "169.254.169.254"),
+    ("NAT64 metadata", "64:ff9b::169.254.169.254", "169.254.169.254"),
+    ("NAT64 local-use metadata", "64:ff9b:1::a9fe:a9fe", "169.254.169.254"),
+    ("NAT64 local-use subnet metadata", "64:ff9b:1:ab::a9fe:a9fe", "169.254.169.254"),
+    ("IPv4-compatible metadata", "::169.254.169.254", "169.254.169.254"),
+    ("6to4 metadata", "2002:a9fe:a9fe::1", "169.254.169.254"),
+    ("Teredo client metadata", teredo("65.54.227.120", "169.254.169.254"), "169.254.169.254"),
+    ("IPv4-mapped 0.0.0.0/8", "::ffff:0.0.0.1", "0.0.0.1"),
+    ("NAT64 0.0.0.0", "64:ff9b::", "0.0.0.0"),
+    ("NAT64 local-use 0.0.0.0/8", "64:ff9b:1::7", "0.0.0.7"),
+    ("IPv4-compatible 0.0.0.0/8", "::2", "0.0.0.2"),
+    ("6to4 0.0.0.0", "2002::1", "0.0.0.0"),
+    ("Teredo client 0.0.0.0", teredo("65.54.227.120", "0.0.0.0"), "0.0.0.0"),
+]
+
+EMBEDDED_ALLOWED: list[tuple[str, str]] = [
+    ("IPv4-mapped private", "::ffff:10.0.0.1"),
+    ("IPv4-mapped loopback", "::ffff:127.0.0.1"),
+    ("NAT64 public", "64:ff9b::8.8.8.8"),
+    ("NAT64 local-use private", "64:ff9b:1::10.1.2.3"),
+    ("IPv4-compatible private", "::10.0.0.1"),
+    ("loopback", "::1"),
+    ("6to4 public", "2002:808:808::1"),
+    ("Teredo public client", teredo("65.54.227.120", "192.0.2.45")),
+    ("documentation range, not Teredo", "2001:db8::1"),
+    ("global unicast", "2606:4700::1111"),
+]
+
+
+@pytest.mark.parametrize(
+    ("address", "embedded"), [pytest.param(a, e, id=name) for name, a, e in EMBEDDED_DENIED]
+)
+def test_an_ipv6_literal_embedding_a_denied_ipv4_is_refused(address: str, embedded: str) -> None:
+    text = change(lambda d: None, f"https://[{address}]:6443")
+    with pytest.raises(KubeconfigError) as caught:
+        load(text)
+    assert caught.value.reason == INSECURE
+    assert "clusters[0].cluster.server" in caught.value.message
+    assert embedded in caught.value.message
+    assert_no_secret(caught.value, text)
+
+
+@pytest.mark.parametrize(
+    ("address", "embedded"), [pytest.param(a, e, id=name) for name, a, e in EMBEDDED_DENIED]
+)
+def test_a_name_resolving_to_an_ipv6_form_of_a_denied_ipv4_is_refused(
+    address: str, embedded: str
+) -> None:
+    text = change(lambda d: None, "https://api.member.example:6443")
+    with pytest.raises(KubeconfigError) as caught:
+        load(text, resolver("10.0.0.7", address))
+    assert caught.value.reason == INSECURE
+    assert "clusters[0].cluster.server" in caught.value.message
+    assert "api.member.example" in caught.value.message
+    assert embedded in caught.value.message
+
+
+@pytest.mark.parametrize("address", [pytest.param(a, id=name) for name, a in EMBEDDED_ALLOWED])
+def test_benign_ipv6_forms_are_accepted(address: str) -> None:
+    safe = load(change(lambda d: None, f"https://[{address}]:6443"))
+    assert safe.addresses == (str(ipaddress.IPv6Address(address)),)
+    safe = load(change(lambda d: None, "https://api.member.example:6443"), resolver(address))
+    assert safe.addresses == (str(ipaddress.IPv6Address(address)),)
+
+
+def test_an_embedded_address_is_checked_against_extra_ranges_too() -> None:
+    text = change(lambda d: None, "https://[64:ff9b::10.96.0.1]:6443")
+    load(text)
+    with pytest.raises(KubeconfigError) as caught:
+        load(text, deny=kubeconfigs.deny_list(["10.96.0.0/12"]))
+    assert caught.value.reason == INSECURE
+    assert "10.96.0.1" in caught.value.message
+    assert "10.96.0.0/12" in caught.value.message
+
+
+@pytest.mark.parametrize("loader", [yaml.SafeLoader, kubeconfigs._YAML_LOADER])
+def test_a_deeply_nested_kubeconfig_is_invalid(
+    loader: type[yaml.SafeLoader], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(kubeconfigs, "_YAML_LOADER", loader)
+    with pytest.raises(KubeconfigError) as caught:
+        load("clusters: " + "[" * 50_000 + "]" * 50_000)
+    assert caught.value.reason == INVALID

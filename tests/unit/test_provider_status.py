@@ -578,8 +578,9 @@ def test_restart_keeps_a_failing_member_failing_with_its_figures() -> None:
 def test_first_failure_after_restart_keeps_the_figures_from_status() -> None:
     written = plan_provider(member_provider(), collection=good(T0), claim=CLAIM, now=T0)
     restarted = with_status(member_provider(), written.status)
-    resumed = resumed_collection(restarted)
-    assert resumed.inventory is not None and resumed.succeeded_at == T0
+    resumed = resumed_collection(restarted, at(30))
+    # Ready before the restart: counted as collected at the restart, never earlier.
+    assert resumed.inventory is not None and resumed.succeeded_at == at(30)
     view = plan_provider(
         restarted,
         collection=resumed.failed(at(60), Reason.UNREACHABLE, "connection refused"),
@@ -593,6 +594,62 @@ def test_first_failure_after_restart_keeps_the_figures_from_status() -> None:
 
 
 def test_a_never_written_member_resumes_from_nothing() -> None:
-    assert resumed_collection(member_provider()) == Collection()
+    assert resumed_collection(member_provider(), T0) == Collection()
     view = plan_provider(member_provider(), collection=None, claim=CLAIM, now=T0)
     assert conditions(view)["Ready"] == ("Unknown", Reason.PENDING)
+
+
+def test_after_a_restart_a_dead_member_turns_stale_within_stale_after() -> None:
+    """The restart is the latest a carried figure can be from; staleAfter counts from it."""
+    written = plan_provider(member_provider(), collection=good(T0), claim=CLAIM, now=T0)
+    restarted = with_status(member_provider(), written.status)
+    resumed = resumed_collection(restarted, at(600))
+    failing = resumed.failed(at(610), Reason.UNREACHABLE, "connection refused")
+    fresh = plan_provider(restarted, collection=failing, claim=CLAIM, now=at(610))
+    assert conditions(fresh)["Ready"] == ("True", Reason.FRESH)
+    stale = plan_provider(restarted, collection=failing, claim=CLAIM, now=at(600 + 181))
+    assert conditions(stale)["Ready"] == ("False", Reason.STALE)
+
+
+def test_a_future_last_collection_time_is_never_trusted() -> None:
+    """Written through the status subresource by someone else: replaced, and not believed."""
+    written = plan_provider(member_provider(), collection=good(T0), claim=CLAIM, now=T0)
+    forged = written.status.model_copy(update={"last_collection_time": at(10**6)})
+    restarted = with_status(member_provider(), forged)
+    resumed = resumed_collection(restarted, at(30))
+    assert resumed.succeeded_at == at(30)
+    failing = resumed.failed(at(40), Reason.UNREACHABLE, "connection refused")
+    view = plan_provider(restarted, collection=failing, claim=CLAIM, now=at(40))
+    assert view.status.last_collection_time == at(30)
+    later = plan_provider(restarted, collection=failing, claim=CLAIM, now=at(30 + 181))
+    assert conditions(later)["Ready"] == ("False", Reason.STALE)
+
+
+def test_a_future_last_collection_time_is_replaced_without_a_restart() -> None:
+    first = plan_provider(member_provider(), collection=good(T0), claim=CLAIM, now=T0)
+    forged = first.status.model_copy(update={"last_collection_time": at(10**6)})
+    view = plan_provider(
+        with_status(member_provider(), forged), collection=good(T0), claim=CLAIM, now=at(5)
+    )
+    assert view.status.last_collection_time == T0
+
+
+def test_a_stale_member_stays_stale_across_a_restart() -> None:
+    first = plan_provider(member_provider(), collection=good(T0), claim=CLAIM, now=T0)
+    failed = good(T0).failed(at(200), Reason.TIMEOUT, "slow")
+    stale = plan_provider(
+        with_status(member_provider(), first.status), collection=failed, claim=CLAIM, now=at(200)
+    )
+    assert conditions(stale)["Ready"] == ("False", Reason.STALE)
+    restarted = with_status(member_provider(), stale.status)
+    view = plan_provider(restarted, collection=None, claim=CLAIM, now=at(300))
+    assert wire(view.status) == wire(stale.status)
+    assert not view.ready
+
+
+def test_a_refused_write_makes_the_provider_not_ready() -> None:
+    view = plan_provider(
+        static_provider(), collection=None, claim=CLAIM, now=T0, rejected="node: too long"
+    )
+    assert conditions(view)["Ready"] == ("False", Reason.WRITE_REJECTED)
+    assert not view.ready and not view.offered

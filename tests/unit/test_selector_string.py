@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from fedcompute.api.common import LabelSelector
-from fedcompute.reconcile.engine import selector_string
+from fedcompute.kube.members import selector_string
 
 
 def expr(key: str, operator: str, *values: str) -> dict[str, Any]:

@@ -97,13 +97,37 @@ QUANTITY_SCHEMA: Final[dict[str, Any]] = {
     "minimum": 0,
 }
 
+# Kubernetes represents no quantity above 2^63-1, yet the pattern admits 1e999999999. An
+# integer is an int64 in CEL, so only strings need checking. A long exponent is refused
+# before quantity() sees it: resource.Quantity writes out every digit of such a number
+# when it compares (one 1e99999999 ran a request past the apiserver's timeout). A binary
+# value (Ki..Ei) above the limit parses capped to exactly 2^63-1, so binary values must
+# stay strictly below it, which refuses 8Ei; decimal ones may equal it. A string that is
+# no quantity at all is left to the pattern to report.
+_MAX_TEXT: Final = str(quantities.MAX_QUANTITY)
+QUANTITY_RANGE_RULE: Final = rule(
+    "type(self) != string || (!self.matches('[eE][-+]?[0-9]{4,}$') && (!isQuantity(self) || "
+    f"(self.endsWith('i') ? quantity(self).isLessThan(quantity('{_MAX_TEXT}')) : "
+    f"!quantity(self).isGreaterThan(quantity('{_MAX_TEXT}')))))",
+    f"must be at most {_MAX_TEXT} (2^63-1), the largest quantity Kubernetes represents; "
+    "below it with a binary suffix (Ki to Ei), and with an exponent of at most 3 digits",
+)
+SPEC_QUANTITY_SCHEMA: Final[dict[str, Any]] = {**QUANTITY_SCHEMA, **rules(QUANTITY_RANGE_RULE)}
 
-def _parse_quantity(value: object) -> Decimal:
-    """Accept the wire form (string or integer) or an already parsed decimal."""
+
+def _parse_quantity(value: object, *, cap: bool = True) -> Decimal:
+    """Accept the wire form (string or integer) or an already computed decimal.
+
+    Status figures are sums the operator caps at 2^63-1 when it writes them, so a larger
+    one read back is capped the same way (the apiserver accepts it there); a computed
+    decimal is kept as it is until it is written.
+    """
     if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise ValueError(f"{value!r} is not a quantity (not a finite number)")
         parsed = value
     elif isinstance(value, str | int) and not isinstance(value, bool):
-        parsed = quantities.parse(value)
+        parsed = quantities.parse(value, cap=cap)
     else:
         raise ValueError(f"{value!r} is not a quantity (expected e.g. 500m, 4, 64Gi)")
     if parsed < 0:
@@ -111,9 +135,19 @@ def _parse_quantity(value: object) -> Decimal:
     return parsed
 
 
+def _parse_spec_quantity(value: object) -> Decimal:
+    """A declared quantity: above 2^63-1 it is refused, with the limit named, as by the CRD."""
+    parsed = _parse_quantity(value, cap=False)
+    return quantities.parse(parsed) if isinstance(value, Decimal) else parsed
+
+
 def plain_decimal(value: Decimal) -> str:
-    """Format a decimal without exponent or trailing zeros (``19.5``, ``312``)."""
-    return format(value.normalize(), "f")
+    """Format a decimal without exponent or trailing zeros (``19.5``, ``312``), capped."""
+    return quantities.format_plain(value)
+
+
+def _format_binary(value: Decimal) -> str:
+    return quantities.format_quantity(value, binary=True)
 
 
 Quantity = Annotated[
@@ -127,7 +161,7 @@ Quantity = Annotated[
 MemoryQuantity = Annotated[
     Decimal,
     BeforeValidator(_parse_quantity),
-    PlainSerializer(lambda v: quantities.format_quantity(v, binary=True), return_type=str),
+    PlainSerializer(_format_binary, return_type=str),
     WithJsonSchema(QUANTITY_SCHEMA),
 ]
 """A byte quantity, written with binary suffixes (``80Gi``)."""
@@ -139,6 +173,32 @@ Tflops = Annotated[
     WithJsonSchema(QUANTITY_SCHEMA),
 ]
 """TFLOPS as a quantity, written as a plain decimal (``19.5``) rather than ``19500m``."""
+
+# The spec variants: what an admin declares is refused above 2^63-1 at admission (CEL) and
+# by the models. Status fields keep the plain types: the operator writes sums there, capped.
+SpecQuantity = Annotated[
+    Decimal,
+    BeforeValidator(_parse_spec_quantity),
+    PlainSerializer(quantities.format_quantity, return_type=str),
+    WithJsonSchema(SPEC_QUANTITY_SCHEMA),
+]
+"""A declared :data:`Quantity`, at most 2^63-1."""
+
+SpecMemoryQuantity = Annotated[
+    Decimal,
+    BeforeValidator(_parse_spec_quantity),
+    PlainSerializer(_format_binary, return_type=str),
+    WithJsonSchema(SPEC_QUANTITY_SCHEMA),
+]
+"""A declared :data:`MemoryQuantity`, at most 2^63-1."""
+
+SpecTflops = Annotated[
+    Decimal,
+    BeforeValidator(_parse_spec_quantity),
+    PlainSerializer(plain_decimal, return_type=str),
+    WithJsonSchema(SPEC_QUANTITY_SCHEMA),
+]
+"""A declared :data:`Tflops`, at most 2^63-1."""
 
 QUANTITY_MAP_MAX: Final = 32
 
@@ -156,6 +216,16 @@ QuantityMap = Annotated[
     PlainSerializer(_format_quantity_map, return_type=dict[str, str]),
 ]
 """Resource name -> quantity (``{"cpu": "64", "memory": "512Gi", "nvidia.com/gpu": "8"}``)."""
+
+SpecQuantityMap = Annotated[
+    dict[str, SpecQuantity],
+    Field(
+        max_length=QUANTITY_MAP_MAX,
+        json_schema_extra=rules(QUALIFIED_KEYS_RULE),
+    ),
+    PlainSerializer(_format_quantity_map, return_type=dict[str, str]),
+]
+"""A declared :data:`QuantityMap`: every quantity at most 2^63-1."""
 
 # --- Durations -------------------------------------------------------------------------
 
@@ -486,6 +556,18 @@ class TflopsByPrecision(WireModel):
         return cls.model_validate(dict(values))
 
 
+class SpecTflopsByPrecision(TflopsByPrecision):
+    """Declared TFLOPS per precision (a device's datasheet), each at most 2^63-1."""
+
+    fp64: SpecTflops | None = Field(default=None, description="Double precision TFLOPS.")
+    fp32: SpecTflops | None = Field(default=None, description="Single precision TFLOPS.")
+    tf32: SpecTflops | None = Field(default=None, description="TensorFloat-32 tensor TFLOPS.")
+    bf16: SpecTflops | None = Field(default=None, description="bfloat16 tensor TFLOPS.")
+    fp16: SpecTflops | None = Field(default=None, description="Half precision tensor TFLOPS.")
+    fp8: SpecTflops | None = Field(default=None, description="FP8 tensor TFLOPS.")
+    int8: SpecTflops | None = Field(default=None, description="INT8 tensor TOPS.")
+
+
 class ReadyCount(WireModel):
     """How many of something exist and how many of them are ready."""
 
@@ -505,3 +587,19 @@ class ObjectMeta(BaseModel):
     generation: int | None = None
     labels: dict[str, str] | None = None
     annotations: dict[str, str] | None = None
+
+
+class Folded(WireModel):
+    """Entries that did not fit a status's bounds and were summed into a remainder entry."""
+
+    resources: int | None = Field(
+        default=None,
+        ge=0,
+        description="Resource names folded into fedcompute.io/other in the quantity maps.",
+    )
+    accelerators: int | None = Field(
+        default=None, ge=0, description="Accelerator models folded into the model other-models."
+    )
+    regions: int | None = Field(
+        default=None, ge=0, description="Regions folded into the region other-regions."
+    )

@@ -18,6 +18,7 @@ from fedcompute.api.common import (
     LABEL_KEYS_RULE,
     Condition,
     DnsLabel,
+    Folded,
     LabelSelector,
     LabelValue,
     ObjectMeta,
@@ -58,6 +59,10 @@ class Reason:
     NO_PROVIDERS: Final = "NoProviders"
     PROVIDERS_NOT_READY: Final = "ProvidersNotReady"
     ALL_PROVIDERS_READY: Final = "AllProvidersReady"
+    PLAN_FAILED: Final = "PlanFailed"
+    """Planning the pool's status raised; its providers and nodes are unaffected."""
+    WRITE_REJECTED: Final = "WriteRejected"
+    """The API server refused the pool's status write."""
 
 
 TaintEffect = Literal["NoSchedule", "PreferNoSchedule", "NoExecute"]
@@ -202,6 +207,10 @@ class RegionPoolStatus(WireModel):
         default=None, description="Total peak TFLOPS per precision over the pool's providers."
     )
     nodes: int | None = Field(default=None, ge=0, description="Virtual nodes of the pool.")
+    folded: Folded | None = Field(
+        default=None,
+        description="Entries that did not fit this status's bounds, summed into remainders.",
+    )
 
 
 class RegionPool(WireModel):
@@ -209,7 +218,16 @@ class RegionPool(WireModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    root_rules: ClassVar[list[dict[str, str]]] = []
+    # The pool's name is the value of the fedcompute.io/pool label on its virtual nodes,
+    # and a label value has at most 63 characters.
+    root_rules: ClassVar[list[dict[str, str]]] = [
+        rule(
+            "self.metadata.name.size() <= 63",
+            "metadata.name must be at most 63 characters (it becomes the value of the "
+            "fedcompute.io/pool label on the pool's virtual nodes)",
+            field_path=".metadata.name",
+        )
+    ]
     printer_columns: ClassVar[list[dict[str, Any]]] = [
         {"name": "Providers", "type": "integer", "jsonPath": ".status.providers.total"},
         {"name": "Ready Providers", "type": "integer", "jsonPath": ".status.providers.ready"},

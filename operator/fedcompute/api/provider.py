@@ -19,13 +19,16 @@ from fedcompute.api.common import (
     DnsLabel,
     DnsSubdomain,
     DurationSeconds,
+    Folded,
     LabelSelector,
     LabelValue,
-    MemoryQuantity,
     ObjectMeta,
     QualifiedName,
     QuantityMap,
     ReadyCount,
+    SpecMemoryQuantity,
+    SpecQuantityMap,
+    SpecTflopsByPrecision,
     TflopsByPrecision,
     Timestamp,
     WireModel,
@@ -80,6 +83,10 @@ class Reason:
     STALE: Final = "Stale"
     NO_READY_NODES: Final = "NoReadyNodes"
     INVALID_SPEC: Final = "InvalidSpec"
+    PLAN_FAILED: Final = "PlanFailed"
+    """Planning this provider raised; its node and figures are left as they were."""
+    WRITE_REJECTED: Final = "WriteRejected"
+    """The API server refused one of the provider's writes (its status, node or Lease)."""
     # Claimed
     CLAIMED: Final = "Claimed"
     NO_MATCHING_POOL: Final = "NoMatchingPool"
@@ -144,10 +151,10 @@ class StaticAccelerator(WireModel):
         description="Extended resource that schedules these devices.",
     )
     count: int = Field(ge=0, le=1_000_000, description="Number of devices of this model.")
-    memory_per_device: MemoryQuantity | None = Field(
+    memory_per_device: SpecMemoryQuantity | None = Field(
         default=None, description="Device memory of one device (e.g. 80Gi)."
     )
-    tflops_per_device: TflopsByPrecision | None = Field(
+    tflops_per_device: SpecTflopsByPrecision | None = Field(
         default=None,
         description="Peak dense TFLOPS of one device per precision, from the vendor's "
         "datasheet; summed into status.computePower.",
@@ -168,7 +175,7 @@ class StaticSource(WireModel):
         )
     )
 
-    resources: QuantityMap = Field(
+    resources: SpecQuantityMap = Field(
         min_length=1,
         description="Total resources of the provider: resource name -> quantity (e.g. "
         "cpu: 5120, memory: 40Ti, nvidia.com/gpu: 512).",
@@ -269,7 +276,7 @@ class ComputeProviderSpec(WireModel):
     source: ProviderSource = Field(
         description="Where capacity comes from: exactly one of static or kubernetes."
     )
-    reserved: QuantityMap | None = Field(
+    reserved: SpecQuantityMap | None = Field(
         default=None,
         description="Resources held back from pools (e.g. for local users): subtracted "
         "from capacity to give allocatable.",
@@ -337,6 +344,10 @@ class ComputeProviderStatus(WireModel):
     )
     last_collection_time: Timestamp | None = Field(
         default=None, description="When the inventory was last collected successfully."
+    )
+    folded: Folded | None = Field(
+        default=None,
+        description="Entries that did not fit this status's bounds, summed into remainders.",
     )
 
 

@@ -3,8 +3,9 @@
 The rules are not restated here: each document is checked against the CRD schema that
 :mod:`fedcompute.api.crds` generates from the models, in the order kube-apiserver uses:
 unknown fields (strict field validation), pruning of nulls and defaulting, the OpenAPI
-value checks, list-map/set uniqueness, then the CRD's own CEL rules evaluated with celpy,
-skipped like the apiserver skips them when a blocking error was found. Finally the
+value checks, list-map/set uniqueness, then the CRD's own CEL rules evaluated with celpy
+(plus the Kubernetes quantity functions they call), skipped like the apiserver skips them
+when a blocking error was found. Finally the
 defaulted object is parsed with the pydantic model. Field paths are printed the way
 kube-apiserver prints them, so CI output and ``kubectl`` errors read the same.
 
@@ -19,6 +20,7 @@ import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Final
@@ -26,8 +28,11 @@ from typing import Any, Final
 import celpy
 import pydantic
 import yaml
+from celpy import celtypes
 from celpy.adapter import json_to_cel
+from celpy.evaluation import CELEvalError
 
+from fedcompute import quantities
 from fedcompute.api import API_VERSION, GROUP, crds
 from fedcompute.api.common import DNS_SUBDOMAIN_PATTERN
 
@@ -100,13 +105,21 @@ def render_path(segments: Sequence[Segment], *, cel: bool = False) -> str:
     return out
 
 
+# The JSON decoder of kube-apiserver keeps an integer only when it fits in an int64; any
+# other number becomes a float64, which counts as an integer only up to 2^53-1
+# (go-openapi's IsFloat64AJSONInteger).
+INT64_MIN: Final = -(2**63)
+INT64_MAX: Final = 2**63 - 1
+_FLOAT_INTEGER_MAX: Final = 2**53 - 1
+
+
 def _type_name(value: Any) -> str:
     if value is None:
         return "null"
     if isinstance(value, bool):
         return "boolean"
     if isinstance(value, int):
-        return "integer"
+        return "integer" if INT64_MIN <= value <= INT64_MAX else "number"
     if isinstance(value, float):
         return "number"
     if isinstance(value, str):
@@ -121,7 +134,13 @@ def _type_name(value: Any) -> str:
 def _is_integer(value: Any) -> bool:
     if isinstance(value, bool):
         return False
-    return isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+    if isinstance(value, int):
+        return INT64_MIN <= value <= INT64_MAX
+    return isinstance(value, float) and value.is_integer() and abs(value) <= _FLOAT_INTEGER_MAX
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _has_type(value: Any, expected: str) -> bool:
@@ -130,7 +149,7 @@ def _has_type(value: Any, expected: str) -> bool:
     if expected == "integer":
         return _is_integer(value)
     if expected == "number":
-        return _is_integer(value) or isinstance(value, float)
+        return _is_number(value)
     if expected == "boolean":
         return isinstance(value, bool)
     if expected == "object":
@@ -145,7 +164,7 @@ def _quote(value: Any) -> str:
         return f'"{value}"'
     if isinstance(value, bool):
         return "true" if value else "false"
-    if _is_integer(value) or isinstance(value, float):
+    if _is_number(value):
         return str(value)
     return f'"{_type_name(value)}"'
 
@@ -244,9 +263,41 @@ def apply_defaults(value: Any, schema: Mapping[str, Any]) -> Any:
 _DATE_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
 
 
+def go_regex(pattern: str) -> str:
+    """``pattern`` for Python's re with Go's meaning of ``$``: the end of the text only.
+
+    Python's ``$`` also matches before a final newline, so ``8\\n`` would pass a pattern
+    the apiserver refuses it with. (CEL's ``matches()`` runs on RE2 in celpy already.)
+    """
+    out: list[str] = []
+    i, in_class = 0, False
+    while i < len(pattern):
+        char = pattern[i]
+        if char == "\\":
+            out.append(pattern[i : i + 2])
+            i += 2
+            continue
+        if in_class:
+            in_class = char != "]"
+        elif char == "[":
+            in_class = True
+            out.append(char)
+            i += 1
+            for literal in ("^", "]"):  # "[^" and a leading "]" do not close the class
+                if pattern[i : i + 1] == literal:
+                    out.append(literal)
+                    i += 1
+            continue
+        elif char == "$":
+            char = r"\Z"
+        out.append(char)
+        i += 1
+    return "".join(out)
+
+
 @functools.lru_cache(maxsize=256)
 def _regex(pattern: str) -> re.Pattern[str]:
-    return re.compile(pattern)
+    return re.compile(go_regex(pattern))
 
 
 def _valid_format(value: str, fmt: str) -> bool:
@@ -384,6 +435,70 @@ def schema_errors(document: Mapping[str, Any], schema: Mapping[str, Any]) -> lis
 # --- pass 4: CEL rules -----------------------------------------------------------------
 
 
+class CelQuantity:
+    """A CEL value of Kubernetes' type ``kubernetes.Quantity``, as ``quantity()`` returns."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Decimal) -> None:
+        self.value = value
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, CelQuantity) and self.value == other.value
+
+    def __hash__(self) -> int:
+        return hash(self.value)
+
+    def __repr__(self) -> str:
+        return f"quantity({self.value})"
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"no such overload for {type(value).__name__}")
+    return str(value)
+
+
+def _quantity_of(value: Any) -> Decimal:
+    if not isinstance(value, CelQuantity):
+        raise TypeError(f"no such overload for {type(value).__name__}")
+    return value.value
+
+
+def _cel_quantity(value: Any) -> CelQuantity | CELEvalError:
+    try:
+        return CelQuantity(quantities.parse_kubernetes(_text(value)))
+    except quantities.QuantityError as exc:
+        return CELEvalError(str(exc), quantities.QuantityError, exc.args)
+
+
+def _cel_is_quantity(value: Any) -> celtypes.BoolType:
+    try:
+        quantities.parse_kubernetes(_text(value))
+    except quantities.QuantityError:
+        return celtypes.BoolType(False)
+    return celtypes.BoolType(True)
+
+
+def _compare(a: Any, b: Any) -> int:
+    x, y = _quantity_of(a), _quantity_of(b)
+    return (x > y) - (x < y)
+
+
+# The part of Kubernetes' CEL quantity library (k8s.io/apiserver/pkg/cel/library) that the
+# CRD rules use, on fedcompute.quantities.parse_kubernetes: same grammar, same rounding,
+# same cap for binary suffixes, so validate and the apiserver agree value for value.
+# celpy calls f(x, y) and x.f(y) alike; the apiserver declares these as written in the
+# rules: quantity() and isQuantity() as functions, the comparisons as methods.
+CEL_FUNCTIONS: Final[dict[str, Any]] = {
+    "quantity": _cel_quantity,
+    "isQuantity": _cel_is_quantity,
+    "compareTo": lambda a, b: celtypes.IntType(_compare(a, b)),
+    "isLessThan": lambda a, b: celtypes.BoolType(_compare(a, b) < 0),
+    "isGreaterThan": lambda a, b: celtypes.BoolType(_compare(a, b) > 0),
+}
+
+
 @functools.lru_cache(maxsize=1)
 def _cel_environment() -> celpy.Environment:
     """Built on first use: constructing the CEL parser costs more than the whole CLI start."""
@@ -393,7 +508,7 @@ def _cel_environment() -> celpy.Environment:
 @functools.lru_cache(maxsize=256)
 def _program(expression: str) -> Any:
     env = _cel_environment()
-    return env.program(env.compile(expression))
+    return env.program(env.compile(expression), functions=CEL_FUNCTIONS)
 
 
 def evaluate_rule(expression: str, value: Any) -> bool:
@@ -431,6 +546,8 @@ def _field_path_segments(field_path: str) -> tuple[Segment, ...]:
 def _cel_errors(
     value: Any, schema: Mapping[str, Any], path: tuple[Segment, ...]
 ) -> Iterator[FieldError]:
+    # The apiserver names the schema's type, which int-or-string nodes leave empty.
+    type_name = str(schema.get("type", ""))
     for entry in schema.get("x-kubernetes-validations", []):
         try:
             ok = evaluate_rule(entry["rule"], value)
@@ -440,7 +557,7 @@ def _cel_errors(
             yield FieldError(
                 render_path(path, cel=True),
                 ErrorType.INVALID,
-                f'"{_type_name(value)}": {_cel_failure(exc)} evaluating rule: {entry["message"]}',
+                f'"{type_name}": {_cel_failure(exc)} evaluating rule: {entry["message"]}',
             )
             continue
         if not ok:
@@ -448,7 +565,7 @@ def _cel_errors(
             yield FieldError(
                 render_path(target, cel=True),
                 ErrorType.INVALID,
-                f'"{_type_name(value)}": {entry["message"]}',
+                f'"{type_name}": {entry["message"]}',
             )
     if isinstance(value, Mapping):
         properties = schema.get("properties", {})

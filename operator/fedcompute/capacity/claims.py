@@ -7,7 +7,7 @@ Pools being deleted claim nothing, so their providers fall to the next pool at o
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from fedcompute.api.pool import RegionPool
@@ -35,22 +35,28 @@ def claim_all(
     deleting: Iterable[str] = (),
 ) -> dict[str, Claim | None]:
     """Map every provider name to its claim (None when no pool selects it)."""
+    order = claim_order(pools, deleting=deleting)
+    return {provider.name: claim_one(provider, order) for provider in providers}
+
+
+def claim_order(pools: Iterable[RegionPool], *, deleting: Iterable[str] = ()) -> list[RegionPool]:
+    """The pools that may claim, in claiming order (pools being deleted left out)."""
     gone = set(deleting)
-    order = [p for p in ranked(pools) if p.name not in gone]
-    result: dict[str, Claim | None] = {}
-    for provider in providers:
-        labels = provider.metadata.labels or {}
-        matching = [p for p in order if p.spec.selects(region=provider.spec.region, labels=labels)]
-        if not matching:
-            result[provider.name] = None
-            continue
-        winner = matching[0]
-        result[provider.name] = Claim(
-            pool=winner.name,
-            priority=winner.spec.priority,
-            contenders=tuple(p.name for p in matching[1:]),
-        )
-    return result
+    return [p for p in ranked(pools) if p.name not in gone]
+
+
+def claim_one(provider: ComputeProvider, order: Sequence[RegionPool]) -> Claim | None:
+    """The claim on one provider, given the pools in :func:`claim_order`."""
+    labels = provider.metadata.labels or {}
+    matching = [p for p in order if p.spec.selects(region=provider.spec.region, labels=labels)]
+    if not matching:
+        return None
+    winner = matching[0]
+    return Claim(
+        pool=winner.name,
+        priority=winner.spec.priority,
+        contenders=tuple(p.name for p in matching[1:]),
+    )
 
 
 def by_pool(claims: Mapping[str, Claim | None]) -> dict[str, list[str]]:

@@ -23,13 +23,14 @@ The figures of a :class:`MemberInventory`, per resource name:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, NoReturn
 
 from fedcompute import quantities
-from fedcompute.quantities import Quantities
+from fedcompute.quantities import Quantities, QuantityError
 
 UNKNOWN_MODEL = "unknown"
 """Model name of accelerator nodes that lack the model label."""
@@ -41,6 +42,11 @@ _POD_LEVEL_RESOURCES = frozenset({"cpu", "memory"})
 _POD_LEVEL_PREFIXES = ("hugepages-",)
 
 Json = Mapping[str, Any]
+
+# What parsing or adding a member's quantity can raise; within one node's or pod's figures
+# they are turned into a QuantityError that names the field (see _reraise_named).
+_QUANTITY_ERRORS = (ValueError, ArithmeticError, TypeError, AttributeError)
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,252}")
 
 
 @dataclass(frozen=True)
@@ -251,21 +257,28 @@ def summarize_member(
     ready = 0
     for node in node_list:
         status = _mapping(node.get("status"))
-        capacity = quantities.add(capacity, _quantities(status.get("capacity")))
-        if not is_node_ready(node):
-            continue
-        ready += 1
-        name = _node_name(node)
-        if name and name not in counted and is_node_schedulable(node):
-            counted.add(name)
-            allocatable = quantities.add(allocatable, _quantities(status.get("allocatable")))
+        try:
+            capacity = quantities.add(capacity, _quantities(status.get("capacity")))
+            if not is_node_ready(node):
+                continue
+            ready += 1
+            name = _node_name(node)
+            if name and name not in counted and is_node_schedulable(node):
+                counted.add(name)
+                allocatable = quantities.add(allocatable, _quantities(status.get("allocatable")))
+        except _QUANTITY_ERRORS as exc:
+            _reraise_named("node", node, _node_quantities(node), exc)
 
     per_node: dict[str, Quantities] = {}
     for pod in pods:
         bound_to = _string(_mapping(pod.get("spec")).get("nodeName"))
         if bound_to not in counted or is_pod_terminal(pod):
             continue
-        per_node[bound_to] = quantities.add(per_node.get(bound_to, {}), effective_pod_requests(pod))
+        try:
+            requests = effective_pod_requests(pod)
+        except _QUANTITY_ERRORS as exc:
+            _reraise_named("pod", pod, _pod_quantities(pod), exc)
+        per_node[bound_to] = quantities.add(per_node.get(bound_to, {}), requests)
     allocated = quantities.total_of(per_node.values())
 
     devices: dict[tuple[str, str], _Devices] = {}
@@ -281,8 +294,11 @@ def summarize_member(
         label = _mapping(_mapping(node.get("metadata")).get("labels")).get(accelerator_model_label)
         model = label if isinstance(label, str) and label else UNKNOWN_MODEL
         for resource in accelerator_resources:
-            in_capacity = _whole(node_capacity.get(resource, Decimal(0)))
-            in_allocatable = _whole(node_allocatable.get(resource, Decimal(0)))
+            try:
+                in_capacity = _whole(node_capacity.get(resource, Decimal(0)))
+                in_allocatable = _whole(node_allocatable.get(resource, Decimal(0)))
+            except _QUANTITY_ERRORS as exc:
+                _reraise_named("node", node, _node_quantities(node), exc)
             if in_capacity <= 0 and in_allocatable <= 0:
                 continue
             tally = devices.setdefault((model, resource), _Devices())
@@ -312,6 +328,88 @@ def summarize_member(
             for (model, resource), tally in sorted(devices.items())
         ),
     )
+
+
+# --- naming a bad quantity ------------------------------------------------------------------
+
+
+def _node_quantities(node: Json) -> Iterator[tuple[str, object]]:
+    """The quantity maps of a node that the figures read, with their field paths."""
+    status = _mapping(node.get("status"))
+    yield "status.capacity", status.get("capacity")
+    yield "status.allocatable", status.get("allocatable")
+
+
+def _pod_quantities(pod: Json) -> Iterator[tuple[str, object]]:
+    """The quantity maps of a pod that :func:`effective_pod_requests` reads, with paths."""
+    spec = _mapping(pod.get("spec"))
+    status = _mapping(pod.get("status"))
+    for key in ("containers", "initContainers"):
+        for i, entry in _indexed(spec.get(key)):
+            yield (
+                f"spec.{key}[{i}].resources.requests",
+                _mapping(entry.get("resources")).get("requests"),
+            )
+    yield "spec.resources.requests", _mapping(spec.get("resources")).get("requests")
+    yield "spec.overhead", spec.get("overhead")
+    for key in ("containerStatuses", "initContainerStatuses"):
+        for i, entry in _indexed(status.get(key)):
+            resources = _mapping(entry.get("resources"))
+            yield f"status.{key}[{i}].resources.requests", resources.get("requests")
+            yield f"status.{key}[{i}].allocatedResources", entry.get("allocatedResources")
+
+
+def _indexed(value: object) -> Iterator[tuple[int, Json]]:
+    if isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            if isinstance(item, Mapping):
+                yield i, item
+
+
+def _shown_name(value: object) -> str:
+    """A member-supplied name as it can safely appear in a condition message."""
+    if isinstance(value, str) and _PLAIN_NAME.fullmatch(value):
+        return value
+    return _shown_value(value)
+
+
+def _shown_value(value: object) -> str:
+    if isinstance(value, str):
+        return repr(value if len(value) <= 40 else value[:37] + "...")
+    if isinstance(value, int | float | Decimal) and not isinstance(value, bool):
+        text = str(value)
+        return text if len(text) <= 40 else text[:37] + "..."
+    return f"a {type(value).__name__}"
+
+
+def _reraise_named(
+    kind: str, obj: Json, fields: Iterable[tuple[str, object]], error: Exception
+) -> NoReturn:
+    """Raise a :class:`QuantityError` naming the object and field whose quantity is unusable.
+
+    Called only once the figures of ``obj`` failed, so the hot path pays nothing for the
+    naming. When no single value is at fault (a sum out of range), ``error`` is re-raised.
+    """
+    metadata = _mapping(obj.get("metadata"))
+    ident = _shown_name(metadata.get("name"))
+    if kind == "pod" and metadata.get("namespace"):
+        ident = f"{_shown_name(metadata.get('namespace'))}/{ident}"
+    for field_path, values in fields:
+        for key, value in _mapping(values).items():
+            try:
+                parsed = quantities.parse(value)
+            except _QUANTITY_ERRORS as exc:
+                text = str(exc)
+                if not isinstance(exc, QuantityError) or len(text) > 160:
+                    suffix = " (out of range)" if isinstance(exc, ArithmeticError) else ""
+                    text = f"{_shown_value(value)} is not a quantity{suffix}"
+            else:
+                if parsed.is_finite():
+                    continue
+                text = f"{_shown_value(value)} is not a finite quantity"
+            where = f"{kind} {ident} {field_path}[{_shown_name(key)}]"
+            raise QuantityError(f"{where}: {text}") from error
+    raise error
 
 
 # --- static inventories --------------------------------------------------------------------

@@ -7,12 +7,18 @@ The rules that make the figures honest live here:
 * once ``staleAfter`` passes without a good collection, ``Ready=False`` reason ``Stale``;
 * ``lastCollectionTime`` moves only when something else in the status changes, so a
   provider whose figures hold still costs no status writes (the metric
-  ``fedcompute_provider_last_collection_timestamp_seconds`` carries every collection).
+  ``fedcompute_provider_last_collection_timestamp_seconds`` carries every collection);
+  a ``lastCollectionTime`` later than what the operator knows is never trusted;
+* after a restart the figures and Ready condition in status stand until the first
+  collection, but staleness is counted from the restart at the latest;
+* a write the API server refused turns ``Ready=False`` reason ``WriteRejected``;
+* what does not fit the status bounds is folded (:mod:`fedcompute.capacity.bounds`).
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -21,8 +27,9 @@ from fedcompute.api.common import (
     FALSE,
     TRUE,
     UNKNOWN,
-    Condition,
     ConditionSet,
+    ConditionStatus,
+    Folded,
     ReadyCount,
     TflopsByPrecision,
     find_condition,
@@ -35,9 +42,11 @@ from fedcompute.api.provider import (
     ProviderAcceleratorStatus,
     Reason,
 )
-from fedcompute.capacity import inventory
+from fedcompute.capacity import bounds, inventory
 from fedcompute.capacity.claims import Claim
 from fedcompute.quantities import Quantities
+
+Json = dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -52,10 +61,18 @@ class Collection:
     error_reason: str | None = None
     """Reason of the last attempt's failure; None when it succeeded."""
     error_message: str = ""
+    carried_ready: tuple[ConditionStatus, str, str] | None = None
+    """Ready (status, reason, message) a previous operator process wrote; set only until
+    this process's first attempt (see :func:`resumed_collection`)."""
 
     def failed(self, at: datetime, reason: str, message: str) -> Collection:
         """The same figures, with a failed attempt recorded."""
         return Collection(self.inventory, self.succeeded_at, at, reason, message)
+
+    @property
+    def resumed(self) -> bool:
+        """Carried over from status by a restarted operator, not yet attempted since."""
+        return self.carried_ready is not None and self.attempted_at is None
 
 
 @dataclass(frozen=True)
@@ -106,6 +123,27 @@ def static_inventory(provider: ComputeProvider) -> inventory.MemberInventory:
     )
 
 
+def member_summarizer(
+    provider: ComputeProvider,
+) -> Callable[[list[Json], list[Json]], inventory.MemberInventory]:
+    """How a member provider's node and pod lists become its figures."""
+    source = provider.spec.source.kubernetes
+    reserved = provider.spec.reserved or {}
+
+    def summarize(nodes: list[Json], pods: list[Json]) -> inventory.MemberInventory:
+        if source is None:
+            raise ValueError(f"ComputeProvider {provider.name} has no member cluster")
+        return inventory.summarize_member(
+            nodes,
+            pods,
+            accelerator_model_label=source.accelerator_model_label,
+            accelerator_resources=source.accelerator_resources,
+            reserved=reserved,
+        )
+
+    return summarize
+
+
 def static_compute_power(provider: ComputeProvider) -> Quantities:
     """Sum of count x tflopsPerDevice per precision over the declared accelerators."""
     static = provider.spec.source.static
@@ -144,17 +182,12 @@ def _accelerator_status(
     return [merged[m] for m in sorted(merged)]
 
 
-def _carried(
-    previous: ComputeProviderStatus,
-) -> tuple[inventory.MemberInventory | None, datetime | None, Condition] | None:
-    """The figures and Ready condition a previous operator process last wrote, if any."""
-    prior_ready = find_condition(previous.conditions, ConditionType.READY)
-    if prior_ready is None:
-        return None
+def _carried_figures(previous: ComputeProviderStatus) -> inventory.MemberInventory | None:
+    """The figures a previous operator process last wrote, if any."""
     if previous.capacity is None:
-        return None, previous.last_collection_time, prior_ready
+        return None
     nodes = previous.nodes or ReadyCount()
-    figures = inventory.MemberInventory(
+    return inventory.MemberInventory(
         capacity=dict(previous.capacity),
         allocatable=dict(previous.allocatable or {}),
         allocated=dict(previous.allocated or {}),
@@ -175,19 +208,149 @@ def _carried(
             for a in previous.accelerators or []
         ),
     )
-    return figures, previous.last_collection_time, prior_ready
 
 
-def resumed_collection(provider: ComputeProvider) -> Collection:
-    """The collection state a restarted operator starts from: the figures in status.
+def resumed_collection(provider: ComputeProvider, now: datetime) -> Collection:
+    """The collection state a restarted operator starts from: what its status says.
 
-    A first collection that fails after a restart keeps these figures (never zeroes
-    them); staleness is then judged from ``status.lastCollectionTime``.
+    The figures and Ready condition stand until the first collection, so a restart
+    rewrites nothing. Their age is never taken on trust: a provider that was Ready is
+    counted as collected at the restart (``now``), so it turns Stale no later than
+    ``staleAfter`` after it if no collection succeeds; a ``lastCollectionTime`` in the
+    future is never believed.
     """
-    carried = _carried(provider.status or ComputeProviderStatus())
-    if carried is None or carried[0] is None:
+    previous = provider.status or ComputeProviderStatus()
+    ready = find_condition(previous.conditions, ConditionType.READY)
+    if ready is None:
         return Collection()
-    return Collection(inventory=carried[0], succeeded_at=carried[1])
+    figures = _carried_figures(previous)
+    last = previous.last_collection_time
+    if figures is None:
+        succeeded_at = None
+    elif ready.status == TRUE or last is None or last > now:
+        succeeded_at = now
+    else:
+        succeeded_at = last
+    return Collection(
+        inventory=figures,
+        succeeded_at=succeeded_at,
+        carried_ready=(ready.status, ready.reason, ready.message),
+    )
+
+
+@dataclass(frozen=True)
+class _Readiness:
+    """What the figures and the collection say about Ready and Collected."""
+
+    figures: inventory.MemberInventory | None
+    succeeded_at: datetime | None
+    ready: ConditionStatus
+    reason: str
+    message: str
+    collected: tuple[ConditionStatus, str, str] | None
+    """(status, reason, message) of Collected; None keeps the observed one."""
+
+
+def _static_readiness(provider: ComputeProvider, now: datetime) -> _Readiness:
+    return _Readiness(
+        figures=static_inventory(provider),
+        succeeded_at=now,
+        ready=TRUE,
+        reason=Reason.STATIC_INVENTORY,
+        message="static inventory",
+        collected=(TRUE, Reason.STATIC_INVENTORY, "inventory declared in spec"),
+    )
+
+
+def _member_readiness(provider: ComputeProvider, c: Collection, now: datetime) -> _Readiness:
+    stale_after = provider.spec.monitoring.stale_after
+    collected: tuple[ConditionStatus, str, str] | None
+    if c.resumed:
+        collected = None
+    elif c.error_reason is not None:
+        collected = (FALSE, c.error_reason, c.error_message)
+    elif c.succeeded_at is not None:
+        collected = (TRUE, Reason.COLLECTED, "member cluster collected")
+    else:
+        collected = (UNKNOWN, Reason.PENDING, "not collected yet")
+
+    def result(ready: ConditionStatus, reason: str, message: str) -> _Readiness:
+        return _Readiness(c.inventory, c.succeeded_at, ready, reason, message, collected)
+
+    if c.succeeded_at is not None and now - c.succeeded_at > timedelta(seconds=stale_after):
+        return result(
+            FALSE,
+            Reason.STALE,
+            f"no good collection for more than {fmt_duration(stale_after)} "
+            f"(last at {c.succeeded_at.strftime('%Y-%m-%dT%H:%M:%SZ')})",
+        )
+    if c.resumed and c.carried_ready is not None:
+        return result(*c.carried_ready)
+    if c.succeeded_at is None:
+        if c.error_reason is not None:
+            return result(FALSE, c.error_reason, f"never collected: {c.error_message}")
+        return result(UNKNOWN, Reason.PENDING, "not collected yet")
+    if c.inventory is not None and c.inventory.nodes_ready == 0:
+        return result(
+            FALSE,
+            Reason.NO_READY_NODES,
+            f"none of the member's {c.inventory.nodes_total} selected nodes is Ready",
+        )
+    return result(TRUE, Reason.FRESH, f"collected within staleAfter ({fmt_duration(stale_after)})")
+
+
+def _claimed(conditions: ConditionSet, claim: Claim | None) -> None:
+    if claim is None:
+        conditions.set(
+            ConditionType.CLAIMED, FALSE, Reason.NO_MATCHING_POOL, "no RegionPool selects it"
+        )
+        return
+    message = f"claimed by RegionPool {claim.pool} (priority {claim.priority})"
+    if claim.contenders:
+        message += f"; also matched by {', '.join(claim.contenders[:5])}"
+    conditions.set(ConditionType.CLAIMED, TRUE, Reason.CLAIMED, message)
+
+
+def _figure_fields(
+    figures: inventory.MemberInventory, power: Quantities
+) -> tuple[dict[str, Any], Folded | None]:
+    """Status fields for the figures, folded to the status bounds."""
+    devices = _accelerator_status(figures.accelerators)
+    maps, folded_resources = bounds.fold_maps(
+        {
+            "capacity": figures.capacity,
+            "allocatable": figures.allocatable,
+            "allocated": figures.allocated,
+            "available": figures.available,
+        },
+        keep_first=(*bounds.PRIORITY_RESOURCES, *(d.resource_name for d in devices)),
+    )
+    devices, folded_models = bounds.fold_list(
+        devices,
+        limit=bounds.max_items(ComputeProviderStatus, "accelerators"),
+        size=lambda d: d.count,
+        name=lambda d: d.model,
+        merge=lambda rest: ProviderAcceleratorStatus(
+            model=bounds.OTHER_MODELS,
+            resource_name=bounds.OTHER_RESOURCES,
+            count=bounds.clamp(sum(d.count for d in rest)),
+            allocated=bounds.clamp(sum(d.allocated for d in rest)),
+            available=bounds.clamp(sum(d.available for d in rest)),
+        ),
+    )
+    fields: dict[str, Any] = {
+        **maps,
+        "accelerators": devices or None,
+        "accelerator_count": bounds.clamp(sum(d.count for d in devices)),
+        "nodes": ReadyCount(
+            total=bounds.clamp(figures.nodes_total), ready=bounds.clamp(figures.nodes_ready)
+        ),
+        "compute_power": TflopsByPrecision.from_dict(power) if power else None,
+    }
+    folded = None
+    if folded_resources or folded_models:
+        folded = Folded(resources=folded_resources or None, accelerators=folded_models or None)
+    return fields, folded
 
 
 def plan_provider(
@@ -196,116 +359,43 @@ def plan_provider(
     collection: Collection | None,
     claim: Claim | None,
     now: datetime,
+    rejected: str | None = None,
 ) -> ProviderView:
-    """Desired status of ``provider``; keeps transition times of unchanged conditions."""
+    """Desired status of ``provider``; keeps transition times of unchanged conditions.
+
+    ``collection`` None means nothing was collected by this process yet (it resumes from
+    the status). ``rejected`` describes a write the API server refused, if any.
+    """
     spec = provider.spec
     previous = provider.status or ComputeProviderStatus()
-    generation = provider.metadata.generation
+    if spec.source.static is not None:
+        r = _static_readiness(provider, now)
+        power = static_compute_power(provider)
+    else:
+        r = _member_readiness(provider, collection or resumed_collection(provider, now), now)
+        power = {}
+    ready, reason, message = r.ready, r.reason, r.message
+    if rejected is not None:
+        ready, reason, message = FALSE, Reason.WRITE_REJECTED, rejected
     conditions = ConditionSet(
         previous.conditions,
-        generation=generation,
+        generation=provider.metadata.generation,
         now=now,
         order=(ConditionType.READY, ConditionType.COLLECTED, ConditionType.CLAIMED),
     )
-
-    figures: inventory.MemberInventory | None
-    power: Quantities = {}
-    keep_ready = False
-    succeeded_at: datetime | None
-    if spec.source.static is not None:
-        figures = static_inventory(provider)
-        power = static_compute_power(provider)
-        succeeded_at = now
-        conditions.set(
-            ConditionType.COLLECTED, TRUE, Reason.STATIC_INVENTORY, "inventory declared in spec"
-        )
-        ready, ready_reason, ready_message = True, Reason.STATIC_INVENTORY, "static inventory"
-    elif collection is None and (carried := _carried(previous)) is not None:
-        # Nothing collected yet by this process (it just started): what the previous one
-        # wrote stands until the first collection, so a restart rewrites nothing.
-        figures, succeeded_at, prior_ready = carried
-        ready = prior_ready.status == TRUE
-        ready_reason, ready_message = prior_ready.reason, prior_ready.message
-        keep_ready = True
-    else:
-        c = collection or Collection()
-        figures, succeeded_at = c.inventory, c.succeeded_at
-        if c.error_reason is not None:
-            conditions.set(ConditionType.COLLECTED, FALSE, c.error_reason, c.error_message)
-        elif c.succeeded_at is not None:
-            conditions.set(
-                ConditionType.COLLECTED, TRUE, Reason.COLLECTED, "member cluster collected"
-            )
-        else:
-            conditions.set(ConditionType.COLLECTED, UNKNOWN, Reason.PENDING, "not collected yet")
-        stale_after = spec.monitoring.stale_after
-        if c.succeeded_at is None:
-            if c.error_reason is not None:
-                ready, ready_reason = False, c.error_reason
-                ready_message = f"never collected: {c.error_message}"
-            else:
-                ready, ready_reason, ready_message = False, Reason.PENDING, "not collected yet"
-        elif now - c.succeeded_at > timedelta(seconds=stale_after):
-            ready, ready_reason = False, Reason.STALE
-            ready_message = (
-                f"no good collection for more than {fmt_duration(stale_after)} "
-                f"(last at {c.succeeded_at.strftime('%Y-%m-%dT%H:%M:%SZ')})"
-            )
-        elif figures is not None and figures.nodes_ready == 0:
-            ready, ready_reason = False, Reason.NO_READY_NODES
-            ready_message = f"none of the member's {figures.nodes_total} selected nodes is Ready"
-        else:
-            ready, ready_reason = True, Reason.FRESH
-            ready_message = f"collected within staleAfter ({fmt_duration(stale_after)})"
-
-    if keep_ready:
-        pass
-    elif ready:
-        conditions.set(ConditionType.READY, TRUE, ready_reason, ready_message)
-    elif ready_reason == Reason.PENDING:
-        conditions.set(ConditionType.READY, UNKNOWN, ready_reason, ready_message)
-    else:
-        conditions.set(ConditionType.READY, FALSE, ready_reason, ready_message)
-
-    if claim is not None:
-        message = f"claimed by RegionPool {claim.pool} (priority {claim.priority})"
-        if claim.contenders:
-            message += f"; also matched by {', '.join(claim.contenders[:5])}"
-        conditions.set(ConditionType.CLAIMED, TRUE, Reason.CLAIMED, message)
-    else:
-        conditions.set(
-            ConditionType.CLAIMED, FALSE, Reason.NO_MATCHING_POOL, "no RegionPool selects it"
-        )
-
-    fields: dict[str, Any] = {
-        "observed_generation": generation,
-        "conditions": conditions.result(),
-        "pool": claim.pool if claim else None,
-        "last_collection_time": previous.last_collection_time,
-    }
-    if figures is not None:
-        devices = _accelerator_status(figures.accelerators)
-        fields.update(
-            capacity=dict(figures.capacity),
-            allocatable=dict(figures.allocatable),
-            allocated=dict(figures.allocated),
-            available=dict(figures.available),
-            accelerators=devices or None,
-            accelerator_count=sum(d.count for d in devices),
-            nodes=ReadyCount(total=figures.nodes_total, ready=figures.nodes_ready),
-            compute_power=TflopsByPrecision.from_dict(power) if power else None,
-        )
-    status = ComputeProviderStatus(**fields)
-    # lastCollectionTime moves only together with a real change (see module docstring).
-    if status.to_wire() != previous.to_wire() or previous.last_collection_time is None:
-        status = status.model_copy(update={"last_collection_time": succeeded_at})
-
-    offered = ready and not spec.unschedulable
+    conditions.set(ConditionType.READY, ready, reason, message)
+    if r.collected is not None:
+        conditions.set(ConditionType.COLLECTED, *r.collected)
+    _claimed(conditions, claim)
+    status = _status(
+        provider, previous=previous, conditions=conditions, claim=claim, r=r, power=power
+    )
+    figures = r.figures
     return ProviderView(
         name=provider.name,
         region=spec.region,
-        ready=ready,
-        offered=offered,
+        ready=ready == TRUE,
+        offered=ready == TRUE and not spec.unschedulable,
         claim=claim,
         status=status,
         capacity=dict(figures.capacity) if figures else {},
@@ -314,6 +404,34 @@ def plan_provider(
         available=dict(figures.available) if figures else {},
         accelerators=figures.accelerators if figures else (),
         compute_power=power,
-        ready_reason=ready_reason,
-        ready_message=ready_message,
+        ready_reason=reason,
+        ready_message=message,
     )
+
+
+def _status(
+    provider: ComputeProvider,
+    *,
+    previous: ComputeProviderStatus,
+    conditions: ConditionSet,
+    claim: Claim | None,
+    r: _Readiness,
+    power: Quantities,
+) -> ComputeProviderStatus:
+    """The status; ``lastCollectionTime`` moves only with another change (or if untrusted)."""
+    last = previous.last_collection_time
+    known = r.succeeded_at
+    trusted = last if last is not None and known is not None and last <= known else None
+    fields: dict[str, Any] = {
+        "observed_generation": provider.metadata.generation,
+        "conditions": conditions.result(),
+        "pool": claim.pool if claim else None,
+        "last_collection_time": trusted,
+    }
+    if r.figures is not None:
+        figure_fields, folded = _figure_fields(r.figures, power)
+        fields.update(figure_fields, folded=folded)
+    status = ComputeProviderStatus(**fields)
+    if trusted is None or status.to_wire() != previous.to_wire():
+        status = status.model_copy(update={"last_collection_time": known})
+    return status

@@ -16,6 +16,7 @@ from fedcompute.api.common import (
     FALSE,
     TRUE,
     ConditionSet,
+    Folded,
     ReadyCount,
     TflopsByPrecision,
 )
@@ -27,6 +28,7 @@ from fedcompute.api.pool import (
     RegionPoolStatus,
     RegionStatus,
 )
+from fedcompute.capacity import bounds
 from fedcompute.capacity.providers import ProviderView
 
 _LISTED = 5
@@ -38,20 +40,12 @@ def _names(views: Sequence[ProviderView]) -> str:
     return ", ".join(names) + (f" and {more} more" if more > 0 else "")
 
 
-def plan_pool(
-    pool: RegionPool,
-    views: Sequence[ProviderView],
-    *,
-    nodes: int,
-    now: datetime,
-) -> RegionPoolStatus:
-    """Desired status of ``pool`` given its claimed providers (sorted by name)."""
-    previous = pool.status or RegionPoolStatus()
-    generation = pool.metadata.generation
-    offered = [v for v in views if v.offered]
-    ready = [v for v in views if v.ready]
-    not_ready = [v for v in views if not v.ready]
+def _fold_one(values: quantities.Quantities) -> quantities.Quantities:
+    """One region's map within its bound (its folded names count in the pool's figure)."""
+    return bounds.fold_maps({"m": values}, keep_first=bounds.PRIORITY_RESOURCES)[0]["m"]
 
+
+def _regions(views: Sequence[ProviderView]) -> tuple[list[RegionStatus], int]:
     regions: list[RegionStatus] = []
     for region in sorted({v.region for v in views}):
         members = [v for v in views if v.region == region]
@@ -61,11 +55,26 @@ def plan_pool(
                 name=region,
                 providers=len(members),
                 ready_providers=sum(1 for v in members if v.ready),
-                allocatable=quantities.total_of(v.allocatable for v in serving),
-                available=quantities.total_of(v.available for v in serving),
+                allocatable=_fold_one(quantities.total_of(v.allocatable for v in serving)),
+                available=_fold_one(quantities.total_of(v.available for v in serving)),
             )
         )
+    return bounds.fold_list(
+        regions,
+        limit=bounds.max_items(RegionPoolStatus, "regions"),
+        size=lambda r: r.providers,
+        name=lambda r: r.name,
+        merge=lambda rest: RegionStatus(
+            name=bounds.OTHER_REGIONS,
+            providers=sum(r.providers for r in rest),
+            ready_providers=sum(r.ready_providers for r in rest),
+            allocatable=_fold_one(quantities.total_of(r.allocatable or {} for r in rest)),
+            available=_fold_one(quantities.total_of(r.available or {} for r in rest)),
+        ),
+    )
 
+
+def _accelerators(offered: Sequence[ProviderView]) -> tuple[list[PoolAcceleratorStatus], int]:
     models: dict[str, list[int]] = {}
     for v in offered:
         for device in v.accelerators:
@@ -73,20 +82,42 @@ def plan_pool(
             tally[0] += device.allocatable
             tally[1] += device.available
     accelerators = [
-        PoolAcceleratorStatus(model=m, count=c, available=a) for m, (c, a) in sorted(models.items())
+        PoolAcceleratorStatus(model=m, count=bounds.clamp(c), available=bounds.clamp(a))
+        for m, (c, a) in sorted(models.items())
     ]
-    power = quantities.total_of(v.compute_power for v in offered)
+    return bounds.fold_list(
+        accelerators,
+        limit=bounds.max_items(RegionPoolStatus, "accelerators"),
+        size=lambda a: a.count,
+        name=lambda a: a.model,
+        merge=lambda rest: PoolAcceleratorStatus(
+            model=bounds.OTHER_MODELS,
+            count=bounds.clamp(sum(a.count for a in rest)),
+            available=bounds.clamp(sum(a.available for a in rest)),
+        ),
+    )
 
+
+def _conditions(
+    pool: RegionPool,
+    views: Sequence[ProviderView],
+    now: datetime,
+    rejected: str | None,
+) -> ConditionSet:
+    previous = pool.status or RegionPoolStatus()
     conditions = ConditionSet(
         previous.conditions,
-        generation=generation,
+        generation=pool.metadata.generation,
         now=now,
         order=(ConditionType.READY, ConditionType.DEGRADED),
     )
+    ready = [v for v in views if v.ready]
+    not_ready = [v for v in views if not v.ready]
     minimum = pool.spec.min_ready_providers
-
     suffix = " (paused: nodes are not updated)" if pool.spec.paused else ""
-    if not views and minimum > 0:
+    if rejected is not None:
+        conditions.set(ConditionType.READY, FALSE, Reason.WRITE_REJECTED, rejected)
+    elif not views and minimum > 0:
         conditions.set(
             ConditionType.READY, FALSE, Reason.NO_PROVIDERS, "no provider is claimed" + suffix
         )
@@ -104,7 +135,9 @@ def plan_pool(
             Reason.NOT_ENOUGH_PROVIDERS_READY,
             f"{len(ready)} of {len(views)} providers Ready, {minimum} needed" + suffix,
         )
-    if not_ready:
+    if rejected is not None:
+        conditions.set(ConditionType.DEGRADED, TRUE, Reason.WRITE_REJECTED, rejected)
+    elif not_ready:
         conditions.set(
             ConditionType.DEGRADED,
             TRUE,
@@ -114,19 +147,54 @@ def plan_pool(
         )
     else:
         conditions.set(ConditionType.DEGRADED, FALSE, Reason.ALL_PROVIDERS_READY, "")
+    return conditions
 
+
+def plan_pool(
+    pool: RegionPool,
+    views: Sequence[ProviderView],
+    *,
+    nodes: int,
+    now: datetime,
+    rejected: str | None = None,
+) -> RegionPoolStatus:
+    """Desired status of ``pool`` given its claimed providers (sorted by name).
+
+    ``rejected`` describes the pool's own write the API server refused, if any.
+    """
+    offered = [v for v in views if v.offered]
+    regions, folded_regions = _regions(views)
+    accelerators, folded_models = _accelerators(offered)
+    maps, folded_resources = bounds.fold_maps(
+        {
+            "capacity": quantities.total_of(v.capacity for v in views),
+            "allocatable": quantities.total_of(v.allocatable for v in offered),
+            "allocated": quantities.total_of(v.allocated for v in offered),
+            "available": quantities.total_of(v.available for v in offered),
+        },
+        keep_first=(
+            *bounds.PRIORITY_RESOURCES,
+            *{d.resource_name for v in offered for d in v.accelerators},
+        ),
+    )
+    power = quantities.total_of(v.compute_power for v in offered)
+    folded = None
+    if folded_regions or folded_models or folded_resources:
+        folded = Folded(
+            resources=folded_resources or None,
+            accelerators=folded_models or None,
+            regions=folded_regions or None,
+        )
     fields: dict[str, Any] = {
-        "observed_generation": generation,
-        "conditions": conditions.result(),
-        "providers": ReadyCount(total=len(views), ready=len(ready)),
-        "capacity": quantities.total_of(v.capacity for v in views),
-        "allocatable": quantities.total_of(v.allocatable for v in offered),
-        "allocated": quantities.total_of(v.allocated for v in offered),
-        "available": quantities.total_of(v.available for v in offered),
+        "observed_generation": pool.metadata.generation,
+        "conditions": _conditions(pool, views, now, rejected).result(),
+        "providers": ReadyCount(total=len(views), ready=sum(1 for v in views if v.ready)),
+        **maps,
         "regions": regions or None,
         "accelerators": accelerators or None,
-        "accelerator_count": sum(a.count for a in accelerators),
+        "accelerator_count": bounds.clamp(sum(a.count for a in accelerators)),
         "compute_power": TflopsByPrecision.from_dict(power) if power else None,
         "nodes": nodes,
+        "folded": folded,
     }
     return RegionPoolStatus(**fields)

@@ -1,0 +1,575 @@
+"""``plan(snapshot, collections, now) -> Plan``: every write the platform needs, decided. Pure.
+
+Decide, then do: this module turns the observed world into frozen, typed intents (set
+finalizers, patch status, post an event, create, patch or delete a virtual Node, create
+or delete its Lease) plus the views metrics and reports read. It performs no I/O and
+reads no clock; :mod:`fedcompute.kube.actuator` carries the intents out.
+
+Isolation: each provider and each pool is planned inside its own error boundary. An
+object whose plan raises gets a condition (reason ``PlanFailed``, naming the field where
+it can) and an Event, its virtual node is left exactly as it is, and every other
+object's intents are what they would be without the failure (its pool counts it as a
+claimed provider that is not Ready and offers nothing).
+
+Intents of one object share an ``owner`` (``(plural, name)``; a virtual node and its
+Lease belong to their provider) and must run in the order planned: finalizers, status,
+event, node, lease.
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import partial
+from typing import Any, Final, TypeVar
+
+from pydantic import ValidationError
+
+from fedcompute.api.common import FALSE, TRUE, ConditionSet, ConditionStatus
+from fedcompute.api.pool import PLURAL as POOLS
+from fedcompute.api.pool import ConditionType as PoolCondition
+from fedcompute.api.pool import Reason as PoolReason
+from fedcompute.api.pool import RegionPool, RegionPoolStatus
+from fedcompute.api.provider import PLURAL as PROVIDERS
+from fedcompute.api.provider import ComputeProvider, ComputeProviderStatus, Reason
+from fedcompute.api.provider import ConditionType as ProviderCondition
+from fedcompute.capacity import claims, nodes, rollup
+from fedcompute.capacity.providers import Collection, ProviderView, plan_provider
+from fedcompute.capacity.snapshot import (
+    POOL_CONDITIONS,
+    PROVIDER_CONDITIONS,
+    Observed,
+    Snapshot,
+    field_error,
+    salvage_status,
+)
+from fedcompute.intents import (
+    CreateLease,
+    CreateNode,
+    DeleteLease,
+    DeleteNode,
+    Intent,
+    Owner,
+    PatchNode,
+    PatchStatus,
+    PostEvent,
+    RenewLease,
+    SetFinalizers,
+)
+from fedcompute.patches import merge_patch
+
+FINALIZER: Final = "fedcompute.io/finalizer"
+Json = dict[str, Any]
+T = TypeVar("T")
+ConditionSpec = tuple[str, ConditionStatus, str, str]
+"""(type, status, reason, message) of one condition to set."""
+PROVIDER_ORDER: Final = (
+    ProviderCondition.READY,
+    ProviderCondition.COLLECTED,
+    ProviderCondition.CLAIMED,
+)
+POOL_ORDER: Final = (PoolCondition.READY, PoolCondition.DEGRADED)
+
+# --- the plan --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PoolView:
+    """A pool's planned status and provider counts, for metrics and reports."""
+
+    name: str
+    status: RegionPoolStatus
+    ready: int
+    not_ready: int
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything one pass decided."""
+
+    intents: tuple[Intent, ...] = ()
+    providers: Mapping[str, ProviderView] = field(default_factory=dict)
+    """Views of the live, valid providers (a failed one as not Ready, without figures)."""
+    pools: Mapping[str, PoolView] = field(default_factory=dict)
+    failures: Mapping[Owner, str] = field(default_factory=dict)
+    """Objects whose plan raised, with the message put on their condition."""
+    tracebacks: Mapping[Owner, str] = field(default_factory=dict)
+    """The traceback of each failure, for the log (never for status)."""
+    leases: Mapping[str, str] = field(default_factory=dict)
+    """Virtual node name -> provider, for the Leases to keep renewing."""
+
+    def by_owner(self) -> dict[Owner, list[Intent]]:
+        """Intents grouped per owner, each group in planned order."""
+        groups: dict[Owner, list[Intent]] = {}
+        for intent in self.intents:
+            groups.setdefault(intent.owner, []).append(intent)
+        return groups
+
+
+class PlanMemo:
+    """Plans of static providers, reused while nothing they depend on changed.
+
+    A cache only: :func:`plan` returns the same Plan with or without it.
+    """
+
+    def __init__(self) -> None:
+        self.providers: dict[str, tuple[Any, ProviderView, Json]] = {}
+
+
+def plan(
+    snapshot: Snapshot,
+    collections: Mapping[str, Collection],
+    now: datetime,
+    *,
+    memo: PlanMemo | None = None,
+) -> Plan:
+    """Every write that brings the observed world to the desired one, and the views."""
+    planner = _Planner(snapshot, collections, now, memo or PlanMemo())
+    planner.plan_finalizers()
+    planner.plan_invalid()
+    planner.plan_providers()
+    planner.plan_nodes()
+    planner.plan_pools()
+    return planner.result()
+
+
+def renewals(plan_: Plan, leases: Mapping[str, Json], now: datetime) -> list[RenewLease]:
+    """Lease renewals due now: one per virtual node that wants its Lease and has one."""
+    stamp = nodes.micro_time(now)
+    return [
+        RenewLease((PROVIDERS, provider), name, nodes.LEASE_NAMESPACE, stamp)
+        for name, provider in plan_.leases.items()
+        if name in leases
+    ]
+
+
+def describe_failure(exc: Exception) -> str:
+    """A condition message for an exception raised while planning, naming the field."""
+    if isinstance(exc, ValidationError):
+        return f"cannot plan: {field_error(exc)}"
+    detail = str(exc).splitlines()[0][:300] if str(exc) else ""
+    return f"cannot plan: {type(exc).__name__}" + (f": {detail}" if detail else "")
+
+
+# --- the planner -----------------------------------------------------------------------
+
+
+class _Planner:
+    """One pass's working state; each public step guards every object separately."""
+
+    def __init__(
+        self,
+        snapshot: Snapshot,
+        collections: Mapping[str, Collection],
+        now: datetime,
+        memo: PlanMemo,
+    ) -> None:
+        self.s = snapshot
+        self.collections = collections
+        self.now = now
+        self.memo = memo
+        self.intents: list[Intent] = []
+        self.failures: dict[Owner, str] = {}
+        self.tracebacks: dict[Owner, str] = {}
+        self.views: dict[str, ProviderView] = {}
+        self.pool_views: dict[str, PoolView] = {}
+        self.leases: dict[str, str] = {}
+        self.models: dict[str, ComputeProvider] = {}
+        self.pool_models: dict[str, RegionPool] = {}
+        for name, obs in snapshot.providers.items():
+            if isinstance(obs.model, ComputeProvider) and not obs.deleting:
+                self.models[name] = obs.model
+        for name, obs in snapshot.pools.items():
+            if isinstance(obs.model, RegionPool):
+                self.pool_models[name] = obs.model
+        self.claimers = claims.claim_order(
+            self.pool_models.values(),
+            deleting=[n for n, o in snapshot.pools.items() if o.deleting],
+        )
+        self.frozen: set[str] = set()
+        """Existing virtual nodes left exactly as they are this pass."""
+        self.desired: dict[str, nodes.DesiredNode] = {}
+
+    def _guard(self, owner: Owner, step: Callable[[], T]) -> T | None:
+        """Run one object's step; a failure becomes that object's, and only its."""
+        try:
+            return step()
+        except Exception as exc:  # the error boundary: whatever one object raises
+            if owner not in self.failures:
+                self.failures[owner] = describe_failure(exc)
+                self.tracebacks[owner] = "".join(traceback.format_exception(exc))
+            return None
+
+    def result(self) -> Plan:
+        """The frozen Plan."""
+        return Plan(
+            intents=tuple(self.intents),
+            providers=dict(self.views),
+            pools=dict(self.pool_views),
+            failures=dict(self.failures),
+            tracebacks=dict(self.tracebacks),
+            leases=dict(self.leases),
+        )
+
+    # --- finalizers ----------------------------------------------------------------------
+
+    def plan_finalizers(self) -> None:
+        """Add the finalizer to live objects; remove it once nothing hangs on a deleted one."""
+        for plural, objects in ((PROVIDERS, self.s.providers), (POOLS, self.s.pools)):
+            for name, obs in objects.items():
+                current = obs.finalizers
+                if obs.deleting:
+                    if FINALIZER in current and self._released(plural, name, obs):
+                        keep = tuple(f for f in current if f != FINALIZER)
+                        self._add(SetFinalizers((plural, name), keep, obs.resource_version))
+                elif FINALIZER not in current:
+                    wanted = (*current, FINALIZER)
+                    self._add(SetFinalizers((plural, name), wanted, obs.resource_version))
+
+    def _released(self, plural: str, name: str, obs: Observed) -> bool:
+        """Whether a deleting object no longer has virtual nodes or Leases hanging on it."""
+        if plural == PROVIDERS:
+            vnode = nodes.node_name(name)
+            return vnode not in self.s.nodes and vnode not in self.s.leases
+        uid = obs.metadata.get("uid")
+        for node in self.s.nodes.values():
+            meta = node.get("metadata") or {}
+            if (meta.get("labels") or {}).get(nodes.LABEL_POOL) == name:
+                return False
+            if any(o.get("uid") == uid for o in meta.get("ownerReferences") or []):
+                return False
+        return True
+
+    def _add(self, intent: Intent) -> None:
+        self.intents.append(intent)
+
+    def _rejected(self, owner: Owner) -> str | None:
+        """The condition message for a write of ``owner`` the API server refused, if any."""
+        rejection = self.s.rejections.get(owner)
+        if rejection is None:
+            return None
+        return (
+            f"the API server refused {rejection.what} (HTTP {rejection.code}): {rejection.message}"
+        )
+
+    # --- objects whose spec does not validate -------------------------------------------
+
+    def plan_invalid(self) -> None:
+        """``Ready=False InvalidSpec`` naming the field; their nodes stay as they are."""
+        for name, obs in self.s.providers.items():
+            if obs.model is None and not obs.deleting:
+                self.frozen.add(nodes.node_name(name))
+                self._condition_patch(
+                    (PROVIDERS, name),
+                    obs,
+                    [(ProviderCondition.READY, FALSE, Reason.INVALID_SPEC, obs.error)],
+                )
+        for name, obs in self.s.pools.items():
+            if obs.model is None and not obs.deleting:
+                self._condition_patch(
+                    (POOLS, name),
+                    obs,
+                    [
+                        (PoolCondition.READY, FALSE, Reason.INVALID_SPEC, obs.error),
+                        (PoolCondition.DEGRADED, TRUE, Reason.INVALID_SPEC, obs.error),
+                    ],
+                )
+
+    def _condition_patch(self, owner: Owner, obs: Observed, sets: Iterable[ConditionSpec]) -> None:
+        """Patch only the conditions (the rest of the status is left as it is)."""
+        provider = owner[0] == PROVIDERS
+        status_model = ComputeProviderStatus if provider else RegionPoolStatus
+        owned = PROVIDER_CONDITIONS if provider else POOL_CONDITIONS
+        previous = salvage_status(obs.raw_status, status_model, owned)
+        generation = obs.metadata.get("generation")
+        conditions = ConditionSet(
+            previous.conditions if previous else None,
+            generation=generation if isinstance(generation, int) else None,
+            now=self.now,
+            order=PROVIDER_ORDER if provider else POOL_ORDER,
+        )
+        for type_, status, reason, message in sets:
+            conditions.set(type_, status, reason, message)
+        wanted = [c.to_wire() for c in conditions.result()]
+        observed = obs.raw_status.get("conditions")
+        if _same_conditions(observed, wanted):
+            return
+        self._add(PatchStatus(owner, {"conditions": wanted}))
+        self._event(owner, obs, wanted)
+
+    # --- providers -----------------------------------------------------------------------
+
+    def plan_providers(self) -> None:
+        """Claim and plan every live provider, each in its own boundary."""
+        for name, provider in self.models.items():
+            owner = (PROVIDERS, name)
+            claim = self._guard(owner, partial(claims.claim_one, provider, self.claimers))
+            if owner in self.failures:
+                self._failed_provider(name, provider, None)
+                continue
+            view = self._guard(owner, partial(self._provider, provider, claim))
+            if view is None:
+                self._failed_provider(name, provider, claim)
+            else:
+                self.views[name] = view
+
+    def _provider(self, provider: ComputeProvider, claim: claims.Claim | None) -> ProviderView:
+        name = provider.name
+        obs = self.s.providers[name]
+        view = self._memoized(provider, claim, obs, self._rejected((PROVIDERS, name)))
+        self._status_patch((PROVIDERS, name), obs, view.status_wire, ComputeProviderStatus)
+        return view
+
+    def _memoized(
+        self,
+        provider: ComputeProvider,
+        claim: claims.Claim | None,
+        obs: Observed,
+        rejected: str | None,
+    ) -> ProviderView:
+        """A static provider's plan depends only on its spec, claim, rejection and status."""
+        name = provider.name
+        observed = obs.raw_status
+        key = (provider.metadata.generation, obs.body.get("spec"), claim, rejected)
+        cached = self.memo.providers.get(name)
+        static = provider.spec.source.static is not None
+        if (
+            static
+            and cached is not None
+            and cached[0] == key
+            and observed in (cached[2], cached[1].status_wire)
+        ):
+            return cached[1]
+        view = plan_provider(
+            provider,
+            collection=self.collections.get(name),
+            claim=claim,
+            now=self.now,
+            rejected=rejected,
+        )
+        if static:
+            self.memo.providers[name] = (key, view, observed)
+        return view
+
+    def _failed_provider(
+        self, name: str, provider: ComputeProvider, claim: claims.Claim | None
+    ) -> None:
+        """A provider whose plan raised: a condition, a frozen node, not Ready in its pool."""
+        owner = (PROVIDERS, name)
+        message = self.failures[owner]
+        self.frozen.add(nodes.node_name(name))
+        self.views[name] = ProviderView(
+            name=name,
+            region=provider.spec.region,
+            ready=False,
+            offered=False,
+            claim=claim,
+            status=provider.status or ComputeProviderStatus(),
+            ready_reason=Reason.PLAN_FAILED,
+            ready_message=message,
+        )
+        failed: list[ConditionSpec] = [
+            (ProviderCondition.READY, FALSE, Reason.PLAN_FAILED, message)
+        ]
+        self._guard(owner, partial(self._condition_patch, owner, self.s.providers[name], failed))
+
+    def _status_patch(
+        self,
+        owner: Owner,
+        obs: Observed,
+        wanted: Json,
+        model: type[ComputeProviderStatus] | type[RegionPoolStatus],
+    ) -> None:
+        """Patch the status when it differs in meaning from what is observed."""
+        observed = obs.raw_status
+        if observed == wanted:
+            return
+        try:
+            if model.model_validate(observed).to_wire() == wanted:
+                return
+        except ValidationError:
+            pass  # not ours (or garbage): replace it
+        self._add(PatchStatus(owner, merge_patch(observed, wanted)))
+        self._event(owner, obs, wanted.get("conditions") or [])
+
+    def _event(self, owner: Owner, obs: Observed, after: list[Json]) -> None:
+        event = transition_event(owner, obs, after)
+        if event is not None:
+            self._add(event)
+
+    # --- nodes ---------------------------------------------------------------------------
+
+    def plan_nodes(self) -> None:
+        """Desired virtual nodes and Leases, diffed against the observed ones."""
+        for name, view in self.views.items():
+            owner = (PROVIDERS, name)
+            if owner in self.failures or view.claim is None:
+                continue
+            pool = self.pool_models[view.claim.pool]
+            vnode = nodes.node_name(name)
+            if pool.spec.paused:
+                self.frozen.add(vnode)
+                continue
+            desired = self._guard(owner, partial(nodes.desired_node, self.models[name], pool, view))
+            if desired is None:
+                self._fail_late(name)
+            else:
+                self.desired[vnode] = desired
+        for desired in list(self.desired.values()):
+            owner = (PROVIDERS, desired.provider)
+            if self._guard(owner, partial(self._node, desired)) is None:
+                self._fail_late(desired.provider)
+        self._orphans()
+
+    def _fail_late(self, provider: str) -> None:
+        """A provider whose node step raised after its status was planned."""
+        owner = (PROVIDERS, provider)
+        self.intents = [i for i in self.intents if i.owner != owner or isinstance(i, SetFinalizers)]
+        self.desired.pop(nodes.node_name(provider), None)
+        self._failed_provider(provider, self.models[provider], self.views[provider].claim)
+
+    def _node(self, d: nodes.DesiredNode) -> bool:
+        owner = (PROVIDERS, d.provider)
+        observed = self.s.nodes.get(d.name)
+        if d.lease_wanted:
+            self.leases[d.name] = d.provider
+        if observed is None:
+            lease = nodes.lease_body(d.name, d.provider, "", self.now) if d.lease_wanted else None
+            self._add(CreateNode(owner, d.name, nodes.node_body(d, self.now), lease))
+            return True
+        meta_patch = nodes.metadata_patch(d, observed)
+        status_patch = nodes.status_patch(d, observed, self.now)
+        if meta_patch or status_patch:
+            self._add(PatchNode(owner, d.name, meta_patch, status_patch))
+        if d.lease_wanted and d.name not in self.s.leases:
+            uid = str((observed.get("metadata") or {}).get("uid") or "")
+            body = nodes.lease_body(d.name, d.provider, uid, self.now)
+            self._add(CreateLease(owner, d.name, body))
+        return True
+
+    def _orphans(self) -> None:
+        """Nodes and Leases nobody wants any more (paused pools' and failed ones' stay)."""
+        for name, node in self.s.nodes.items():  # a paused pool keeps its nodes, claimed or not
+            labels = (node.get("metadata") or {}).get("labels") or {}
+            pool = self.pool_models.get(str(labels.get(nodes.LABEL_POOL, "")))
+            if (
+                pool is not None
+                and pool.spec.paused
+                and not self.s.pools[pool.name].deleting
+                and str(labels.get(nodes.LABEL_PROVIDER, "")) in self.views
+            ):
+                self.frozen.add(name)
+        for name in self.s.nodes:
+            if name not in self.desired and name not in self.frozen:
+                self._add(DeleteNode((PROVIDERS, _provider_of(name)), name, nodes.LEASE_NAMESPACE))
+        for name in self.s.leases:
+            if name not in self.s.nodes and name not in self.desired and name not in self.frozen:
+                self._add(DeleteLease((PROVIDERS, _provider_of(name)), name, nodes.LEASE_NAMESPACE))
+
+    # --- pools ---------------------------------------------------------------------------
+
+    def plan_pools(self) -> None:
+        """Roll each live pool up from its claimed providers, in its own boundary."""
+        members: dict[str, list[ProviderView]] = {}
+        for name in sorted(self.views):
+            view = self.views[name]
+            if view.claim is not None:
+                members.setdefault(view.claim.pool, []).append(view)
+        counts: dict[str, int] = {}
+        for d in self.desired.values():
+            counts[d.pool] = counts.get(d.pool, 0) + 1
+        for vnode in self.frozen & set(self.s.nodes):
+            labels = (self.s.nodes[vnode].get("metadata") or {}).get("labels") or {}
+            pool_name = str(labels.get(nodes.LABEL_POOL, ""))
+            counts[pool_name] = counts.get(pool_name, 0) + 1
+        for name, pool in self.pool_models.items():
+            obs = self.s.pools[name]
+            if obs.deleting:
+                continue
+            owner = (POOLS, name)
+            views = members.get(name, [])
+            if self._guard(owner, partial(self._pool, pool, views, obs, counts)) is None:
+                message = self.failures[owner]
+                failed: list[ConditionSpec] = [
+                    (PoolCondition.READY, FALSE, PoolReason.PLAN_FAILED, message),
+                    (PoolCondition.DEGRADED, TRUE, PoolReason.PLAN_FAILED, message),
+                ]
+                self._guard(owner, partial(self._condition_patch, owner, obs, failed))
+
+    def _pool(
+        self,
+        pool: RegionPool,
+        views: list[ProviderView],
+        obs: Observed,
+        counts: Mapping[str, int],
+    ) -> bool:
+        status = rollup.plan_pool(
+            pool,
+            views,
+            nodes=counts.get(pool.name, 0),
+            now=self.now,
+            rejected=self._rejected((POOLS, pool.name)),
+        )
+        self._status_patch((POOLS, pool.name), obs, status.to_wire(), RegionPoolStatus)
+        ready = sum(1 for v in views if v.ready)
+        self.pool_views[pool.name] = PoolView(pool.name, status, ready, len(views) - ready)
+        return True
+
+
+def _provider_of(node_name: str) -> str:
+    prefix = nodes.node_name("")
+    return node_name[len(prefix) :] if node_name.startswith(prefix) else node_name
+
+
+def _same_conditions(observed: object, wanted: list[Json]) -> bool:
+    if not isinstance(observed, list):
+        return False
+    return observed == wanted
+
+
+def transition_event(owner: Owner, obs: Observed, after: list[Json]) -> PostEvent | None:
+    """One Event for a status write: the first warning, else the first good transition.
+
+    A new object starting out well is not news; a bad start is. A condition that stays
+    bad but changes its reason is news too.
+    """
+    before = {
+        str(c.get("type")): c
+        for c in obs.raw_status.get("conditions") or []
+        if isinstance(c, Mapping)
+    }
+    news: list[tuple[str, str, str]] = []
+    for cond in after:
+        prior = before.get(str(cond.get("type")))
+        changed = prior is None or prior.get("status") != cond.get("status")
+        reason_changed = (
+            prior is not None
+            and cond.get("status") != TRUE
+            and prior.get("reason") != cond.get("reason")
+        )
+        good = (cond.get("status") == TRUE) != (cond.get("type") == PoolCondition.DEGRADED)
+        if (prior is None and good) or not (changed or reason_changed):
+            continue
+        news.append(
+            (
+                "Normal" if good else "Warning",
+                f"{cond.get('type')}{cond.get('status')}" if good else str(cond.get("reason")),
+                str(cond.get("message") or cond.get("reason")),
+            )
+        )
+    if not news:
+        return None
+    news.sort(key=lambda n: n[0] != "Warning")
+    type_, reason, message = news[0]
+    kind = "ComputeProvider" if owner[0] == PROVIDERS else "RegionPool"
+    return PostEvent(
+        owner,
+        kind,
+        str(obs.metadata.get("uid") or ""),
+        obs.resource_version,
+        type_,
+        reason[:128],
+        message[:1024],
+    )

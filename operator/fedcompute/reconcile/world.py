@@ -1,0 +1,141 @@
+"""The in-memory world: what the operator has observed, changed only on the event loop.
+
+Watch events, write outcomes and collection results all arrive here, on the loop's
+thread, so planning reads a world nobody mutates meanwhile. A write's answer is taken as
+the newest observation only when it is not older than the copy already held (by
+resourceVersion): a watch event that overtook our own write's response stays.
+"""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from fedcompute.api.pool import PLURAL as POOLS
+from fedcompute.api.pool import RegionPool
+from fedcompute.api.provider import PLURAL as PROVIDERS
+from fedcompute.api.provider import ComputeProvider
+from fedcompute.capacity.providers import Collection
+from fedcompute.capacity.snapshot import Observed, Rejection, Snapshot
+from fedcompute.intents import Intent, Owner, PatchStatus, PostEvent, SetFinalizers
+from fedcompute.kube.actuator import NODES, Outcome, describe
+
+Json = dict[str, Any]
+STATUS: Final = "status"
+NODE: Final = "node"
+META: Final = "meta"
+
+
+def stream(intent: Intent) -> str:
+    """Which of an owner's write streams an intent belongs to (backoff is kept per stream).
+
+    A node write the API server refuses must not hold back the owner's status, which is
+    where the refusal is reported.
+    """
+    if isinstance(intent, PatchStatus | PostEvent):
+        return STATUS
+    if isinstance(intent, SetFinalizers):
+        return META
+    return NODE
+
+
+def newer_or_same(incoming: Json, current: Json | None) -> bool:
+    """Whether ``incoming`` may replace ``current`` (resourceVersions compared as numbers).
+
+    Kubernetes calls resourceVersion opaque, but within one resource of one apiserver
+    they are etcd revisions; anything non-numeric is taken as newer.
+    """
+    if current is None:
+        return True
+    new = str((incoming.get("metadata") or {}).get("resourceVersion") or "")
+    old = str((current.get("metadata") or {}).get("resourceVersion") or "")
+    if new.isdigit() and old.isdigit():
+        return int(new) >= int(old)
+    return True
+
+
+@dataclass
+class World:
+    """Everything observed, keyed by name; the event loop is its only writer."""
+
+    providers: dict[str, Observed] = field(default_factory=dict)
+    pools: dict[str, Observed] = field(default_factory=dict)
+    nodes: dict[str, Json] = field(default_factory=dict)
+    leases: dict[str, Json] = field(default_factory=dict)
+    collections: dict[str, Collection] = field(default_factory=dict)
+    rejections: dict[tuple[Owner, str], Rejection] = field(default_factory=dict)
+    """Refused writes by (owner, stream), until a retry succeeds or the owner changes."""
+
+    def snapshot(self) -> Snapshot:
+        """A read-only view for the planner (no copy: planning runs without awaiting)."""
+        by_owner: dict[Owner, Rejection] = {}
+        for (owner, _stream), rejection in sorted(self.rejections.items()):
+            by_owner.setdefault(owner, rejection)
+        return Snapshot(
+            providers=types.MappingProxyType(self.providers),
+            pools=types.MappingProxyType(self.pools),
+            nodes=types.MappingProxyType(self.nodes),
+            leases=types.MappingProxyType(self.leases),
+            rejections=by_owner,
+        )
+
+    def observe(self, plural: str, event_type: str | None, body: Json) -> Observed | None:
+        """Record a watch event; returns the object replaced (None if new or deleted)."""
+        objects = self.providers if plural == PROVIDERS else self.pools
+        name = str(body["metadata"]["name"])
+        previous = objects.get(name)
+        if event_type == "DELETED":
+            objects.pop(name, None)
+            return None
+        if previous is not None and not newer_or_same(body, previous.body):
+            return previous  # an older event than our own write's answer
+        objects[name] = _observed(plural, body)
+        return previous
+
+    def apply(self, outcomes: Iterable[Outcome]) -> None:
+        """Take the API's answers as observations; record or clear refused writes."""
+        for outcome in outcomes:
+            for collection, name, body in outcome.observed:
+                self._store(collection, name, body)
+            key = (outcome.intent.owner, stream(outcome.intent))
+            if outcome.result == "rejected":
+                self.rejections[key] = Rejection(
+                    describe(outcome.intent),
+                    outcome.code,
+                    outcome.message,
+                    status_write=isinstance(outcome.intent, PatchStatus),
+                )
+            elif outcome.result == "ok":
+                self.rejections.pop(key, None)
+
+    def forget_rejections(self, owner: Owner | None = None, *, stream: str | None = None) -> None:
+        """Drop refused writes of ``owner`` (or of everyone) in ``stream`` (or all streams)."""
+        for key in list(self.rejections):
+            if (owner is None or key[0] == owner) and (stream is None or key[1] == stream):
+                del self.rejections[key]
+
+    def _store(self, collection: str, name: str, body: Json | None) -> None:
+        if collection in (PROVIDERS, POOLS):
+            objects = self.providers if collection == PROVIDERS else self.pools
+            if body is None:
+                return  # the watch delivers the deletion; nothing to keep meanwhile
+            current = objects.get(name)
+            if current is not None and newer_or_same(body, current.body):
+                objects[name] = _observed(collection, body)
+            return
+        store = self.nodes if collection == NODES else self.leases
+        if body is None:
+            store.pop(name, None)
+        elif newer_or_same(body, store.get(name)):
+            store[name] = body
+
+    def replace_virtual(self, node_list: list[Json], lease_list: list[Json]) -> None:
+        """Take a fresh listing of the virtual Nodes and Leases as the truth."""
+        self.nodes = {n["metadata"]["name"]: n for n in node_list}
+        self.leases = {x["metadata"]["name"]: x for x in lease_list}
+
+
+def _observed(plural: str, body: Json) -> Observed:
+    return Observed(ComputeProvider if plural == PROVIDERS else RegionPool, body)
