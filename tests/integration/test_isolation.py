@@ -295,6 +295,15 @@ spec:
 """
 
 
+def _await_policy(platform: Platform, *args: str, input: str | None = None) -> None:
+    """Wait until a dry run of a write the policy forbids is refused (policies load late)."""
+
+    def refused() -> bool:
+        return platform.host.kubectl(*args, input=input, check=False).returncode != 0
+
+    wait_for("the admission policy in force", refused, timeout=30)
+
+
 def _drop_policy(platform: Platform, name: str) -> None:
     platform.host.kubectl(
         "delete",
@@ -340,7 +349,8 @@ def test_a_refused_node_write_is_reported_and_not_retried_hot(
         message="nodes of provider refused are not welcome here",
     )
     platform.host.kubectl("apply", "-f", "-", input=policy)
-    time.sleep(2)  # the policy is loaded asynchronously
+    probe = _node("refused-probe", {"cpu": "1"}, {"fedcompute.io/provider": "refused"})
+    _await_policy(platform, "create", "--dry-run=server", "-f", "-", input=json.dumps(probe))
     platform.apply(
         static_provider("refused", "refuse"), region_pool("refuse-pool", regions=["refuse"])
     )
@@ -391,11 +401,16 @@ def test_a_refused_status_write_is_an_event_and_a_metric(
         name="mute-status",
         group="fedcompute.io",
         resource="computeproviders/status",
-        expression="object.metadata.name != 'mute'",
+        expression="!object.metadata.name.startsWith('mute')",
         message="mute may not report",
     )
     platform.host.kubectl("apply", "-f", "-", input=policy)
-    time.sleep(2)
+    platform.host.kubectl("create", "-f", "-", input=json.dumps(static_provider("mute-probe", "x")))
+    _await_policy(
+        platform, "patch", "computeprovider", "mute-probe", "--subresource=status",
+        "--type=merge", "-p", '{"status": {"pool": "x"}}', "--dry-run=server",
+    )  # fmt: skip
+    platform.delete("computeprovider", "mute-probe")
     platform.apply(static_provider("mute", "mute"), region_pool("mute-pool", regions=["mute"]))
     try:
         wait_for(
@@ -465,7 +480,7 @@ def test_slow_members_cannot_hold_every_collection_worker(
             ),
             region_pool("silent-pool", regions=["silent"]),
         )  # fmt: skip
-        time.sleep(1)  # the silent ones are due first and take every worker they can
+        # Observed first, the silent ones are due first and take every worker they can.
         healthy = Innocent(platform, member, "patient")
         reasons: set[str] = set()
 

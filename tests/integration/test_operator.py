@@ -62,6 +62,26 @@ def _pod(name: str, node: str, requests: dict[str, str], init: dict[str, str] | 
     ).replace("'", '"')
 
 
+def _metric(platform: Platform, name: str, **labels: str) -> float:
+    """The sum of a metric's samples carrying these labels (0 when there are none)."""
+    total = 0.0
+    for family in text_string_to_metric_families(platform.metrics()):
+        for sample in family.samples:
+            if sample.name == name and labels.items() <= sample.labels.items():
+                total += sample.value
+    return total
+
+
+def wait_collected_after(platform: Platform, provider: str, since: float) -> None:
+    """Wait for a successful collection of ``provider`` that started after ``since``."""
+    stamp = "fedcompute_provider_last_collection_timestamp_seconds"
+    wait_for(
+        f"{provider} collected again",
+        lambda: _metric(platform, stamp, provider=provider) > since,
+        timeout=30,
+    )
+
+
 def _figures(status: dict[str, Any], key: str) -> dict[str, Decimal]:
     return {k: quantities.parse(v) for k, v in (status.get(key) or {}).items()}
 
@@ -169,12 +189,18 @@ def test_member_status_matches_ground_truth(
 
     # A restart rewrites nothing: the new process carries the status over until its first
     # collection, which finds nothing new.
-    time.sleep(6)
+    wait_for(
+        "the node follows the grown member",
+        lambda: _q(platform.node("fc-truth")["status"]["allocatable"]) == available2,
+    )
+    wait_collected_after(platform, "truth", time.time())  # a quiet collection after it
     before = platform.provider("truth")["metadata"]["resourceVersion"]
     node_before = platform.node("fc-truth")["metadata"]["resourceVersion"]
     platform.stop()
+    restarted = time.time()
     platform.start()
-    time.sleep(8)  # more than one interval: at least one collection ran
+    wait_collected_after(platform, "truth", restarted)
+    wait_collected_after(platform, "truth", time.time())  # and the pass after it ran
     assert platform.provider("truth")["metadata"]["resourceVersion"] == before
     assert platform.node("fc-truth")["metadata"]["resourceVersion"] == node_before
 
@@ -258,6 +284,10 @@ def test_insecure_kubeconfigs_are_refused_without_any_connection_or_process(
         ),
         "plain-http": _kubeconfig(f"http://127.0.0.1:{listener.port}", ca),
         "metadata": _kubeconfig("https://169.254.169.254:443", ca),
+        # The metadata address embedded in IPv6 forms that reach it through translation.
+        "nat64": _kubeconfig("https://[64:ff9b::a9fe:a9fe]:443", ca),
+        "ipv4-compatible": _kubeconfig("https://[::a9fe:a9fe]:443", ca),
+        "6to4": _kubeconfig("https://[2002:a9fe:a9fe::1]:443", ca),
     }
     try:
         platform.apply(region_pool("sec-pool", regions=["sec"]))
@@ -280,7 +310,17 @@ def test_insecure_kubeconfigs_are_refused_without_any_connection_or_process(
             )
             assert "abc123secret" not in str(got)
             assert condition(got, "Ready")["status"] == "False"
-        time.sleep(6)  # a further collection interval: still nothing
+        attempts = _metric(
+            platform, "fedcompute_collection_errors_total", reason="InsecureKubeconfig"
+        )
+        wait_for(
+            "a further round of collection attempts",
+            lambda: (
+                _metric(platform, "fedcompute_collection_errors_total", reason="InsecureKubeconfig")
+                >= attempts + len(forms)
+            ),
+            timeout=20,
+        )
         assert listener.connections == 0
         assert not marker.exists()
         events = platform.host.kubectl("get", "events", "-n", "default", "-o", "yaml").stdout

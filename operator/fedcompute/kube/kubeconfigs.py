@@ -380,22 +380,13 @@ def _load_document(text: str) -> Mapping[str, Any]:
     return document
 
 
-def load_safe_kubeconfig(
-    text: str,
-    *,
-    deny_cidrs: Sequence[IPNetwork] = DEFAULT_DENY,
-    resolve: Resolver = socket.getaddrinfo,
-) -> SafeKubeconfig:
-    """Vet ``text`` and return what it safely allows, or raise :class:`KubeconfigError`.
-
-    ``deny_cidrs`` replaces the denied ranges (build it with :func:`deny_list` to keep the
-    defaults). Every address the server's host resolves to must be outside them.
-    """
-    document = _load_document(text)
+def _selected(
+    document: Mapping[str, Any],
+) -> tuple[Mapping[str, Any], str, Mapping[str, Any], str]:
+    """The cluster and user entries of the selected context, with their field paths."""
     clusters = _list(document.get("clusters"), "clusters")
     users = _list(document.get("users"), "users")
     contexts = _list(document.get("contexts"), "contexts")
-
     current = document.get("current-context")
     if current:
         c_index = _find(contexts, "contexts", current)
@@ -410,25 +401,24 @@ def load_safe_kubeconfig(
         raise _invalid(f"{c_path}.cluster is missing")
     if not context.get("user"):
         raise _invalid(f"{c_path}.user is missing")
-
     k_index = _find(clusters, "clusters", context["cluster"])
     k_path = f"clusters[{k_index}].cluster"
     cluster = _mapping(clusters[k_index].get("cluster"), k_path)
     _check_fields(cluster, k_path, _CLUSTER_FIELDS, _CLUSTER_REFUSED)
-
     u_index = _find(users, "users", context["user"])
     u_path = f"users[{u_index}].user"
     user = _mapping(users[u_index].get("user"), u_path)
     _check_fields(user, u_path, _USER_FIELDS, _USER_REFUSED)
+    return cluster, k_path, user, u_path
 
+
+def _trust(cluster: Mapping[str, Any], k_path: str) -> tuple[bytes, str | None]:
+    """The pinned CA and the TLS server name: verification is never switched off."""
     skip = cluster.get("insecure-skip-tls-verify", False)
     if skip is True:
         raise _insecure(f"{k_path}.insecure-skip-tls-verify is true; TLS must be verified")
     if skip is not False:
         raise _invalid(f"{k_path}.insecure-skip-tls-verify must be a boolean")
-
-    server = _parse_server(cluster.get("server"), f"{k_path}.server")
-
     if "certificate-authority-data" not in cluster:
         raise _insecure(
             f"{k_path}.certificate-authority-data is missing; the operator trusts only a "
@@ -436,13 +426,18 @@ def load_safe_kubeconfig(
         )
     ca_path = f"{k_path}.certificate-authority-data"
     ca_data = _pem_certificates(_decode(cluster["certificate-authority-data"], ca_path), ca_path)
-
     tls_server_name = cluster.get("tls-server-name")
     if tls_server_name is not None and (
         not isinstance(tls_server_name, str) or not _HOSTNAME.match(tls_server_name.lower())
     ):
         raise _invalid(f"{k_path}.tls-server-name is not a host name")
+    return ca_data, tls_server_name.lower().rstrip(".") if tls_server_name else None
 
+
+def _credentials(
+    user: Mapping[str, Any], u_path: str
+) -> tuple[bytes | None, bytes | None, str | None]:
+    """Client certificate chain and key, and/or bearer token: inline data only."""
     cert_data = key_data = None
     has_cert = "client-certificate-data" in user
     if has_cert != ("client-key-data" in user):
@@ -460,10 +455,26 @@ def load_safe_kubeconfig(
         raise _invalid(
             f"{u_path} has no credentials: client-certificate-data with client-key-data, or token"
         )
+    return cert_data, key_data, token.strip() if token else None
 
+
+def load_safe_kubeconfig(
+    text: str,
+    *,
+    deny_cidrs: Sequence[IPNetwork] = DEFAULT_DENY,
+    resolve: Resolver = socket.getaddrinfo,
+) -> SafeKubeconfig:
+    """Vet ``text`` and return what it safely allows, or raise :class:`KubeconfigError`.
+
+    ``deny_cidrs`` replaces the denied ranges (build it with :func:`deny_list` to keep the
+    defaults). Every address the server's host resolves to must be outside them.
+    """
+    cluster, k_path, user, u_path = _selected(_load_document(text))
+    ca_data, tls_server_name = _trust(cluster, k_path)
+    server = _parse_server(cluster.get("server"), f"{k_path}.server")
+    cert_data, key_data, token = _credentials(user, u_path)
     addresses = _resolve(server, f"{k_path}.server", resolve)
     _check_addresses(server, addresses, f"{k_path}.server", deny_cidrs)
-
     return SafeKubeconfig(
         server=server.url,
         host=server.host,
@@ -472,7 +483,7 @@ def load_safe_kubeconfig(
         ca_data=ca_data,
         client_cert_data=cert_data,
         client_key_data=key_data,
-        token=token.strip() if token else None,
-        tls_server_name=tls_server_name.lower().rstrip(".") if tls_server_name else None,
+        token=token,
+        tls_server_name=tls_server_name,
         path=server.path,
     )

@@ -24,7 +24,7 @@ from fedcompute.api.provider import ComputeProvider
 from fedcompute.capacity import inventory, nodes
 from fedcompute.capacity import plan as planning
 from fedcompute.capacity.providers import Collection, member_summarizer, resumed_collection
-from fedcompute.intents import Intent, Owner, PatchStatus, PostEvent
+from fedcompute.intents import Intent, Owner, PatchStatus
 from fedcompute.kube import kubeconfigs, members
 from fedcompute.kube.actuator import Actuator, Outcome, resource_of
 from fedcompute.kube.host import GROUP_PATH, Host
@@ -142,13 +142,8 @@ class Engine:
         for body in pools:
             self.observe_pool(None, body)
         self.world.replace_virtual(node_list, lease_list)
-        log.info(
-            "observed %d providers, %d pools, %d virtual nodes, %d leases",
-            len(providers),
-            len(pools),
-            len(node_list),
-            len(lease_list),
-        )
+        counts = (len(providers), len(pools), len(node_list), len(lease_list))
+        log.info("observed %d providers, %d pools, %d virtual nodes, %d leases", *counts)
 
     def start(self) -> None:
         """Start the loops (after :meth:`bootstrap`); idempotent."""
@@ -238,7 +233,7 @@ class Engine:
                 log.warning("write for %s/%s %s: %s", *o.intent.owner, o.result, o.message)
                 refused_status = o.result == "rejected" and isinstance(o.intent, PatchStatus)
                 if refused_status and before.get(key) != self.world.rejections.get(key):
-                    events.setdefault(o.intent.owner, []).append(self._refusal(o))
+                    events.setdefault(o.intent.owner, []).append(self.world.refusal(o))
             elif o.result == "conflict":
                 again = True
         if events:
@@ -248,21 +243,6 @@ class Engine:
             asyncio.get_running_loop().call_later(due - now + 0.01, self._dirty.set)
         if again:
             self._dirty.set()
-
-    def _refusal(self, o: Outcome) -> PostEvent:
-        """An Event for a refused status write (no condition can carry that one)."""
-        plural, name = o.intent.owner
-        objects = self.world.providers if plural == PROVIDERS else self.world.pools
-        obs = objects.get(name)
-        return PostEvent(
-            o.intent.owner,
-            "ComputeProvider" if plural == PROVIDERS else "RegionPool",
-            str(obs.metadata.get("uid") or "") if obs else "",
-            obs.resource_version if obs else "",
-            "Warning",
-            "WriteRejected",
-            f"the API server refused the status (HTTP {o.code}): {o.message}"[:1024],
-        )
 
     def _report_failures(self, plan: planning.Plan) -> None:
         """Log each object's plan failure once per change (its condition says it always)."""

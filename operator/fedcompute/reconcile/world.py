@@ -116,6 +116,20 @@ class World:
             if (owner is None or key[0] == owner) and (stream is None or key[1] == stream):
                 del self.rejections[key]
 
+    def refusal(self, outcome: Outcome) -> PostEvent:
+        """An Event for a refused status write (no condition can carry that one)."""
+        plural, name = outcome.intent.owner
+        obs = (self.providers if plural == PROVIDERS else self.pools).get(name)
+        return PostEvent(
+            outcome.intent.owner,
+            "ComputeProvider" if plural == PROVIDERS else "RegionPool",
+            str(obs.metadata.get("uid") or "") if obs else "",
+            obs.resource_version if obs else "",
+            "Warning",
+            "WriteRejected",
+            f"the API server refused the status (HTTP {outcome.code}): {outcome.message}"[:1024],
+        )
+
     def _store(self, collection: str, name: str, body: Json | None) -> None:
         if collection in (PROVIDERS, POOLS):
             objects = self.providers if collection == PROVIDERS else self.pools
