@@ -90,7 +90,7 @@ def test_a_refused_write_stops_its_chain_with_the_api_message(api: Host) -> None
     )
     assert [o.result for o in outcomes] == ["rejected", "skipped"]
     assert outcomes[0].code == 422
-    assert "metadata.labels: Invalid value: \"not a label value!\"" in outcomes[0].message
+    assert 'metadata.labels: Invalid value: "not a label value!"' in outcomes[0].message
     assert (
         api.request(
             "GET", "/api/v1/nodes", query=[("labelSelector", f"{nodes.LABEL_PROVIDER}=act-b")]
