@@ -170,7 +170,9 @@ def figures(
 
 
 def collected(when: datetime = T0, inv: inventory.MemberInventory | None = None) -> Collection:
-    return Collection(inventory=inv or figures(), succeeded_at=when, attempted_at=when)
+    return Collection(
+        inventory=inv or figures(), succeeded_at=when, attempted_at=when, generation=1
+    )
 
 
 # --- worlds ----------------------------------------------------------------------------------

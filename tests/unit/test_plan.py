@@ -986,3 +986,32 @@ def test_every_planned_status_fits_its_model() -> None:
         merged = intent.patch
         model = ComputeProviderStatus if intent.owner[0] == "computeproviders" else RegionPoolStatus
         model.model_validate({k: v for k, v in merged.items() if v is not None})
+
+
+# --- Reconciling and Stalled on pools ------------------------------------------------------------
+
+
+def test_a_pool_reconciles_while_a_member_waits_for_its_first_collection() -> None:
+    w = world(static("a"), member("b"), pool("p"))
+    status = w.plan().pools["p"].status.to_wire()
+    assert condition(status, "Reconciling") == ("True", "AwaitingCollection")
+    assert "1 provider waiting for a collection: b" in str(status["conditions"])
+    assert condition(status, "Stalled") == ("False", "NotStalled")
+    w.collections["b"] = collected(T0)
+    status = w.plan().pools["p"].status.to_wire()
+    assert condition(status, "Reconciling") == ("False", "Reconciled")
+
+
+def test_a_pool_whose_status_is_refused_is_stalled() -> None:
+    status = _pool_rejected(world(static("a"), pool("p"))).plan().pools["p"].status.to_wire()
+    assert condition(status, "Stalled") == ("True", "WriteRejected")
+
+
+def test_an_invalid_pool_is_stalled() -> None:
+    w = world(pool("bad"))
+    w.pools["bad"]["spec"]["priority"] = "high"
+    (patch,) = of(w.plan(), PatchStatus, "bad")
+    assert condition({"conditions": patch.patch["conditions"]}, "Stalled") == (
+        "True",
+        "InvalidSpec",
+    )

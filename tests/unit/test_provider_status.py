@@ -109,7 +109,9 @@ def figures(
 
 
 def good(at_time: datetime, inv: MemberInventory | None = None) -> Collection:
-    return Collection(inventory=inv or figures(), succeeded_at=at_time, attempted_at=at_time)
+    return Collection(
+        inventory=inv or figures(), succeeded_at=at_time, attempted_at=at_time, generation=1
+    )
 
 
 def with_status(provider: ComputeProvider, status: ComputeProviderStatus) -> ComputeProvider:
@@ -156,6 +158,8 @@ def test_static_provider_is_ready_and_collected_by_declaration() -> None:
         "Ready": ("True", Reason.STATIC_INVENTORY),
         "Collected": ("True", Reason.STATIC_INVENTORY),
         "Claimed": ("True", Reason.CLAIMED),
+        "Reconciling": ("False", Reason.RECONCILED),
+        "Stalled": ("False", Reason.NOT_STALLED),
     }
     assert (view.ready, view.offered) == (True, True)
     assert view.status.nodes is not None
@@ -455,7 +459,13 @@ def test_losing_the_claim_clears_status_pool() -> None:
 
 def test_conditions_are_ordered_ready_collected_claimed_and_carry_the_generation() -> None:
     view = plan_provider(static_provider(generation=4), collection=None, claim=None, now=T0)
-    assert [c.type for c in view.status.conditions or []] == ["Ready", "Collected", "Claimed"]
+    assert [c.type for c in view.status.conditions or []] == [
+        "Ready",
+        "Collected",
+        "Claimed",
+        "Reconciling",
+        "Stalled",
+    ]
     assert {c.observed_generation for c in view.status.conditions or []} == {4}
     assert view.status.observed_generation == 4
 
@@ -653,3 +663,96 @@ def test_a_refused_write_makes_the_provider_not_ready() -> None:
     )
     assert conditions(view)["Ready"] == ("False", Reason.WRITE_REJECTED)
     assert not view.ready and not view.offered
+
+
+# --- Reconciling and Stalled, as kstatus reads them -------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("collection", "reconciling", "stalled"),
+    [
+        pytest.param(
+            None,
+            ("True", Reason.AWAITING_COLLECTION),
+            ("False", Reason.NOT_STALLED),
+            id="never collected",
+        ),
+        pytest.param(
+            good(T0), ("False", Reason.RECONCILED), ("False", Reason.NOT_STALLED), id="collected"
+        ),
+        pytest.param(
+            Collection(
+                generation=1,
+                attempted_at=T0,
+                error_reason=Reason.INSECURE_KUBECONFIG,
+                error_message="exec",
+            ),
+            ("False", Reason.RECONCILED),
+            ("True", Reason.INSECURE_KUBECONFIG),
+            id="refused kubeconfig",
+        ),
+        pytest.param(
+            Collection(
+                generation=1,
+                attempted_at=T0,
+                error_reason=Reason.KUBECONFIG_NOT_FOUND,
+                error_message="gone",
+            ),
+            ("False", Reason.RECONCILED),
+            ("True", Reason.KUBECONFIG_NOT_FOUND),
+            id="missing Secret",
+        ),
+        pytest.param(
+            Collection(
+                generation=1,
+                attempted_at=T0,
+                error_reason=Reason.INVALID_KUBECONFIG,
+                error_message="yaml",
+            ),
+            ("False", Reason.RECONCILED),
+            ("True", Reason.INVALID_KUBECONFIG),
+            id="invalid kubeconfig",
+        ),
+        pytest.param(
+            Collection(
+                generation=1,
+                attempted_at=T0,
+                error_reason=Reason.UNREACHABLE,
+                error_message="refused",
+            ),
+            ("False", Reason.RECONCILED),
+            ("False", Reason.NOT_STALLED),
+            id="unreachable is not stalled",
+        ),
+        pytest.param(
+            good(T0).failed(at(500), Reason.TIMEOUT, "slow"),
+            ("False", Reason.RECONCILED),
+            ("False", Reason.NOT_STALLED),
+            id="stale is not stalled",
+        ),
+    ],
+)
+def test_reconciling_and_stalled(
+    collection: Collection | None, reconciling: tuple[str, str], stalled: tuple[str, str]
+) -> None:
+    view = plan_provider(member_provider(), collection=collection, claim=CLAIM, now=at(500))
+    assert conditions(view)["Reconciling"] == reconciling
+    assert conditions(view)["Stalled"] == stalled
+    assert view.reconciling == (reconciling[0] == "True")
+
+
+def test_an_edited_member_reconciles_until_collected_with_its_new_generation() -> None:
+    edited = member_provider(generation=2)
+    view = plan_provider(edited, collection=good(T0), claim=CLAIM, now=at(5))
+    assert conditions(view)["Reconciling"] == ("True", Reason.AWAITING_COLLECTION)
+    assert "generation 2" in next(
+        c.message for c in view.status.conditions or [] if c.type == "Reconciling"
+    )
+    again = Collection(figures(), at(6), at(6), generation=2)
+    view = plan_provider(edited, collection=again, claim=CLAIM, now=at(7))
+    assert conditions(view)["Reconciling"] == ("False", Reason.RECONCILED)
+
+
+def test_a_refused_write_stalls_the_provider() -> None:
+    view = plan_provider(static_provider(), collection=None, claim=CLAIM, now=T0, rejected="x")
+    assert conditions(view)["Stalled"] == ("True", Reason.WRITE_REJECTED)

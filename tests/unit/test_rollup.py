@@ -292,7 +292,12 @@ def test_degraded_when_any_claimed_provider_is_not_ready(
 
 def test_conditions_ordered_with_generation_and_transition_times_kept() -> None:
     first = plan_pool(pool(), [view("a")], nodes=1, now=T0)
-    assert [c.type for c in first.conditions or []] == ["Ready", "Degraded"]
+    assert [c.type for c in first.conditions or []] == [
+        "Ready",
+        "Degraded",
+        "Reconciling",
+        "Stalled",
+    ]
     assert {c.observed_generation for c in first.conditions or []} == {2}
     assert first.observed_generation == 2
 

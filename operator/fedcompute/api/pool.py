@@ -49,6 +49,12 @@ class ConditionType:
     the message: it still reports, but its nodes are not updated)."""
     DEGRADED: Final = "Degraded"
     """Some claimed providers are not Ready."""
+    RECONCILING: Final = "Reconciling"
+    """True while some claimed provider waits for a collection of its current spec
+    (kstatus reads it as InProgress)."""
+    STALLED: Final = "Stalled"
+    """True when the pool cannot progress without a change from the user: an invalid spec
+    or a write the API server refused (kstatus reads it as Failed)."""
 
 
 class Reason:
@@ -63,6 +69,10 @@ class Reason:
     """Planning the pool's status raised; its providers and nodes are unaffected."""
     WRITE_REJECTED: Final = "WriteRejected"
     """The API server refused the pool's status write."""
+    INVALID_SPEC: Final = "InvalidSpec"
+    RECONCILED: Final = "Reconciled"
+    AWAITING_COLLECTION: Final = "AwaitingCollection"
+    NOT_STALLED: Final = "NotStalled"
 
 
 TaintEffect = Literal["NoSchedule", "PreferNoSchedule", "NoExecute"]
@@ -174,7 +184,7 @@ class RegionPoolStatus(WireModel):
     conditions: list[Condition] | None = Field(
         default=None,
         max_length=8,
-        description="Ready and Degraded, one entry per type.",
+        description="Ready, Degraded, Reconciling and Stalled, one entry per type.",
         json_schema_extra=CONDITIONS_FIELD_EXTRA,
     )
     providers: ReadyCount | None = Field(

@@ -61,6 +61,14 @@ class ConditionType:
     """The last inventory collection succeeded (always True for static sources)."""
     CLAIMED: Final = "Claimed"
     """A RegionPool claims the provider (see ``status.pool``)."""
+    RECONCILING: Final = "Reconciling"
+    """True while the figures do not yet describe the current spec: a member provider
+    waiting for its first collection, or for one of its current generation (kstatus
+    reads it as InProgress)."""
+    STALLED: Final = "Stalled"
+    """True when the provider cannot progress without a change from the user: an invalid
+    or refused kubeconfig, a missing Secret, an invalid spec, a write the API server
+    refused (kstatus reads it as Failed)."""
 
 
 class Reason:
@@ -90,6 +98,22 @@ class Reason:
     # Claimed
     CLAIMED: Final = "Claimed"
     NO_MATCHING_POOL: Final = "NoMatchingPool"
+    # Reconciling and Stalled (when False)
+    RECONCILED: Final = "Reconciled"
+    AWAITING_COLLECTION: Final = "AwaitingCollection"
+    NOT_STALLED: Final = "NotStalled"
+
+
+STALLED_REASONS: Final = frozenset(
+    {
+        Reason.INVALID_KUBECONFIG,
+        Reason.INSECURE_KUBECONFIG,
+        Reason.KUBECONFIG_NOT_FOUND,
+        Reason.INVALID_SPEC,
+        Reason.WRITE_REJECTED,
+    }
+)
+"""Ready reasons that need a change from the user: Stalled=True (kstatus: Failed)."""
 
 
 # --- spec ------------------------------------------------------------------------------
@@ -315,7 +339,7 @@ class ComputeProviderStatus(WireModel):
     conditions: list[Condition] | None = Field(
         default=None,
         max_length=8,
-        description="Ready, Collected and Claimed, one entry per type.",
+        description="Ready, Collected, Claimed, Reconciling and Stalled, one entry per type.",
         json_schema_extra=CONDITIONS_FIELD_EXTRA,
     )
     capacity: QuantityMap | None = Field(default=None, description="Total resources.")

@@ -35,7 +35,7 @@ from fedcompute.api.pool import RegionPool, RegionPoolStatus
 from fedcompute.api.provider import PLURAL as PROVIDERS
 from fedcompute.api.provider import ComputeProvider, ComputeProviderStatus, Reason
 from fedcompute.api.provider import ConditionType as ProviderCondition
-from fedcompute.capacity import claims, nodes, rollup
+from fedcompute.capacity import claims, nodes, providers, rollup
 from fedcompute.capacity.providers import Collection, ProviderView, plan_provider
 from fedcompute.capacity.snapshot import (
     POOL_CONDITIONS,
@@ -63,14 +63,12 @@ from fedcompute.patches import merge_patch
 FINALIZER: Final = "fedcompute.io/finalizer"
 Json = dict[str, Any]
 T = TypeVar("T")
+ABNORMAL_TRUE: Final = frozenset(
+    {PoolCondition.DEGRADED, PoolCondition.RECONCILING, PoolCondition.STALLED}
+)
+"""Condition types that are good when False."""
 ConditionSpec = tuple[str, ConditionStatus, str, str]
 """(type, status, reason, message) of one condition to set."""
-PROVIDER_ORDER: Final = (
-    ProviderCondition.READY,
-    ProviderCondition.COLLECTED,
-    ProviderCondition.CLAIMED,
-)
-POOL_ORDER: Final = (PoolCondition.READY, PoolCondition.DEGRADED)
 
 # --- the plan --------------------------------------------------------------------------
 
@@ -264,7 +262,11 @@ class _Planner:
                 self._condition_patch(
                     (PROVIDERS, name),
                     obs,
-                    [(ProviderCondition.READY, FALSE, Reason.INVALID_SPEC, obs.error)],
+                    [
+                        (ProviderCondition.READY, FALSE, Reason.INVALID_SPEC, obs.error),
+                        (ProviderCondition.RECONCILING, FALSE, Reason.RECONCILED, ""),
+                        (ProviderCondition.STALLED, TRUE, Reason.INVALID_SPEC, obs.error),
+                    ],
                 )
         for name, obs in self.s.pools.items():
             if obs.model is None and not obs.deleting:
@@ -272,8 +274,10 @@ class _Planner:
                     (POOLS, name),
                     obs,
                     [
-                        (PoolCondition.READY, FALSE, Reason.INVALID_SPEC, obs.error),
-                        (PoolCondition.DEGRADED, TRUE, Reason.INVALID_SPEC, obs.error),
+                        (PoolCondition.READY, FALSE, PoolReason.INVALID_SPEC, obs.error),
+                        (PoolCondition.DEGRADED, TRUE, PoolReason.INVALID_SPEC, obs.error),
+                        (PoolCondition.RECONCILING, FALSE, PoolReason.RECONCILED, ""),
+                        (PoolCondition.STALLED, TRUE, PoolReason.INVALID_SPEC, obs.error),
                     ],
                 )
 
@@ -288,7 +292,7 @@ class _Planner:
             previous.conditions if previous else None,
             generation=generation if isinstance(generation, int) else None,
             now=self.now,
-            order=PROVIDER_ORDER if provider else POOL_ORDER,
+            order=providers.ORDER if provider else rollup.ORDER,
         )
         for type_, status, reason, message in sets:
             conditions.set(type_, status, reason, message)
@@ -542,6 +546,8 @@ def transition_event(owner: Owner, obs: Observed, after: list[Json]) -> PostEven
     }
     news: list[tuple[str, str, str]] = []
     for cond in after:
+        if cond.get("type") == ProviderCondition.RECONCILING:
+            continue  # progress, not news: every spec change passes through it
         prior = before.get(str(cond.get("type")))
         changed = prior is None or prior.get("status") != cond.get("status")
         reason_changed = (
@@ -549,7 +555,7 @@ def transition_event(owner: Owner, obs: Observed, after: list[Json]) -> PostEven
             and cond.get("status") != TRUE
             and prior.get("reason") != cond.get("reason")
         )
-        good = (cond.get("status") == TRUE) != (cond.get("type") == PoolCondition.DEGRADED)
+        good = (cond.get("status") == TRUE) != (cond.get("type") in ABNORMAL_TRUE)
         if (prior is None and good) or not (changed or reason_changed):
             continue
         news.append(

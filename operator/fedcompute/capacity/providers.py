@@ -21,7 +21,7 @@ import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Final
 
 from fedcompute.api.common import (
     FALSE,
@@ -36,6 +36,7 @@ from fedcompute.api.common import (
 )
 from fedcompute.api.common import format_duration as fmt_duration
 from fedcompute.api.provider import (
+    STALLED_REASONS,
     ComputeProvider,
     ComputeProviderStatus,
     ConditionType,
@@ -64,10 +65,22 @@ class Collection:
     carried_ready: tuple[ConditionStatus, str, str] | None = None
     """Ready (status, reason, message) a previous operator process wrote; set only until
     this process's first attempt (see :func:`resumed_collection`)."""
+    generation: int | None = None
+    """The provider's ``metadata.generation`` when the last attempt started (for a
+    resumed collection, the one its status was written for)."""
 
-    def failed(self, at: datetime, reason: str, message: str) -> Collection:
-        """The same figures, with a failed attempt recorded."""
-        return Collection(self.inventory, self.succeeded_at, at, reason, message)
+    def failed(
+        self, at: datetime, reason: str, message: str, *, generation: int | None = None
+    ) -> Collection:
+        """The same figures, with a failed attempt (of ``generation``) recorded."""
+        return Collection(
+            self.inventory,
+            self.succeeded_at,
+            at,
+            reason,
+            message,
+            generation=generation if generation is not None else self.generation,
+        )
 
     @property
     def resumed(self) -> bool:
@@ -95,6 +108,8 @@ class ProviderView:
     compute_power: Quantities = field(default_factory=dict)
     ready_reason: str = ""
     ready_message: str = ""
+    reconciling: bool = False
+    """Its figures do not describe its current spec yet (see the Reconciling condition)."""
 
     @functools.cached_property
     def status_wire(self) -> dict[str, Any]:
@@ -235,6 +250,7 @@ def resumed_collection(provider: ComputeProvider, now: datetime) -> Collection:
         inventory=figures,
         succeeded_at=succeeded_at,
         carried_ready=(ready.status, ready.reason, ready.message),
+        generation=previous.observed_generation,
     )
 
 
@@ -249,6 +265,8 @@ class _Readiness:
     message: str
     collected: tuple[ConditionStatus, str, str] | None
     """(status, reason, message) of Collected; None keeps the observed one."""
+    awaiting: str = ""
+    """Why the figures do not describe the current spec yet ('' when they do)."""
 
 
 def _static_readiness(provider: ComputeProvider, now: datetime) -> _Readiness:
@@ -274,8 +292,16 @@ def _member_readiness(provider: ComputeProvider, c: Collection, now: datetime) -
     else:
         collected = (UNKNOWN, Reason.PENDING, "not collected yet")
 
+    generation = provider.metadata.generation
+    if c.generation is None:
+        awaiting = "waiting for the first collection"
+    elif generation is not None and c.generation != generation:
+        awaiting = f"waiting for a collection of generation {generation}"
+    else:
+        awaiting = ""
+
     def result(ready: ConditionStatus, reason: str, message: str) -> _Readiness:
-        return _Readiness(c.inventory, c.succeeded_at, ready, reason, message, collected)
+        return _Readiness(c.inventory, c.succeeded_at, ready, reason, message, collected, awaiting)
 
     if c.succeeded_at is not None and now - c.succeeded_at > timedelta(seconds=stale_after):
         return result(
@@ -297,6 +323,28 @@ def _member_readiness(provider: ComputeProvider, c: Collection, now: datetime) -
             f"none of the member's {c.inventory.nodes_total} selected nodes is Ready",
         )
     return result(TRUE, Reason.FRESH, f"collected within staleAfter ({fmt_duration(stale_after)})")
+
+
+ORDER: Final = (
+    ConditionType.READY,
+    ConditionType.COLLECTED,
+    ConditionType.CLAIMED,
+    ConditionType.RECONCILING,
+    ConditionType.STALLED,
+)
+"""Condition types in the order the status lists them."""
+
+
+def _progress(conditions: ConditionSet, *, awaiting: str, stalled: tuple[str, str] | None) -> None:
+    """The abnormal-true conditions kstatus reads: Reconciling and Stalled."""
+    if awaiting:
+        conditions.set(ConditionType.RECONCILING, TRUE, Reason.AWAITING_COLLECTION, awaiting)
+    else:
+        conditions.set(ConditionType.RECONCILING, FALSE, Reason.RECONCILED, "")
+    if stalled is not None:
+        conditions.set(ConditionType.STALLED, TRUE, *stalled)
+    else:
+        conditions.set(ConditionType.STALLED, FALSE, Reason.NOT_STALLED, "")
 
 
 def _claimed(conditions: ConditionSet, claim: Claim | None) -> None:
@@ -378,15 +426,15 @@ def plan_provider(
     if rejected is not None:
         ready, reason, message = FALSE, Reason.WRITE_REJECTED, rejected
     conditions = ConditionSet(
-        previous.conditions,
-        generation=provider.metadata.generation,
-        now=now,
-        order=(ConditionType.READY, ConditionType.COLLECTED, ConditionType.CLAIMED),
+        previous.conditions, generation=provider.metadata.generation, now=now, order=ORDER
     )
     conditions.set(ConditionType.READY, ready, reason, message)
     if r.collected is not None:
         conditions.set(ConditionType.COLLECTED, *r.collected)
     _claimed(conditions, claim)
+    stalled = ready == FALSE and reason in STALLED_REASONS
+    awaiting = "" if stalled else r.awaiting
+    _progress(conditions, awaiting=awaiting, stalled=(reason, message) if stalled else None)
     status = _status(
         provider, previous=previous, conditions=conditions, claim=claim, r=r, power=power
     )
@@ -406,6 +454,7 @@ def plan_provider(
         compute_power=power,
         ready_reason=reason,
         ready_message=message,
+        reconciling=bool(awaiting),
     )
 
 

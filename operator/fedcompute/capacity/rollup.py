@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 from fedcompute import quantities
 from fedcompute.api.common import (
@@ -32,6 +32,13 @@ from fedcompute.capacity import bounds
 from fedcompute.capacity.providers import ProviderView
 
 _LISTED = 5
+ORDER: Final = (
+    ConditionType.READY,
+    ConditionType.DEGRADED,
+    ConditionType.RECONCILING,
+    ConditionType.STALLED,
+)
+"""Condition types in the order the status lists them."""
 
 
 def _names(views: Sequence[ProviderView]) -> str:
@@ -109,7 +116,7 @@ def _conditions(
         previous.conditions,
         generation=pool.metadata.generation,
         now=now,
-        order=(ConditionType.READY, ConditionType.DEGRADED),
+        order=ORDER,
     )
     ready = [v for v in views if v.ready]
     not_ready = [v for v in views if not v.ready]
@@ -147,7 +154,28 @@ def _conditions(
         )
     else:
         conditions.set(ConditionType.DEGRADED, FALSE, Reason.ALL_PROVIDERS_READY, "")
+    _progress(conditions, [v for v in views if v.reconciling], rejected)
     return conditions
+
+
+def _progress(
+    conditions: ConditionSet, waiting: Sequence[ProviderView], rejected: str | None
+) -> None:
+    """Reconciling while claimed providers wait for a collection; Stalled when refused."""
+    if waiting and rejected is None:
+        conditions.set(
+            ConditionType.RECONCILING,
+            TRUE,
+            Reason.AWAITING_COLLECTION,
+            f"{len(waiting)} provider{'s' if len(waiting) != 1 else ''} waiting for a "
+            f"collection: {_names(waiting)}",
+        )
+    else:
+        conditions.set(ConditionType.RECONCILING, FALSE, Reason.RECONCILED, "")
+    if rejected is not None:
+        conditions.set(ConditionType.STALLED, TRUE, Reason.WRITE_REJECTED, rejected)
+    else:
+        conditions.set(ConditionType.STALLED, FALSE, Reason.NOT_STALLED, "")
 
 
 def plan_pool(

@@ -116,6 +116,7 @@ class Scheduler:
         """One collection on the member's lane; every failure becomes a reason."""
         lane = self._lanes[1 if name in self._slow else 0]
         timeout = provider.spec.monitoring.timeout
+        generation = provider.metadata.generation
         previous = self._previous(name)
         async with lane.slots:  # queued here: the deadline has not started yet
             started = time.monotonic()
@@ -124,7 +125,9 @@ class Scheduler:
                     lane.pool, self._collect, provider, timeout
                 )
             except members.CollectionError as exc:
-                result = previous.failed(self._clock(), exc.reason, exc.message)
+                result = previous.failed(
+                    self._clock(), exc.reason, exc.message, generation=generation
+                )
             except Exception as exc:  # collect_provider maps everything; this is a backstop
                 log.error("collecting %s failed unexpectedly (%s)", name, type(exc).__name__)
                 result = previous.failed(
@@ -134,7 +137,7 @@ class Scheduler:
                 )
             else:
                 at = self._clock()
-                result = Collection(figures, at, at)
+                result = Collection(figures, at, at, generation=generation)
             finally:
                 self._metrics.collection_duration.labels("kubernetes").observe(
                     time.monotonic() - started

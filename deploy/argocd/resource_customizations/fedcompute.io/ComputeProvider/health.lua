@@ -1,17 +1,22 @@
 -- Argo CD health of a fedcompute.io ComputeProvider (see docs/install.md).
---   Progressing  no status yet, an older generation observed, or Ready absent/Unknown
---   Degraded     Ready=False (Stale, Unreachable, SecretNotFound, InsecureKubeconfig, ...)
+--   Progressing  being deleted; no status yet; an older generation observed;
+--                Reconciling=True (waiting for a collection of the current spec);
+--                or Ready absent/Unknown
+--   Degraded     Stalled=True (needs a change from you: a refused or invalid kubeconfig,
+--                a missing Secret, an invalid spec, a write the API server refused),
+--                or Ready=False (Stale, Unreachable, NoReadyNodes, ...)
 --   Suspended    Ready=True, but spec.unschedulable: the provider offers nothing to pools
 --   Healthy      Ready=True for the current generation
--- Plain Lua 5.1, as Argo CD runs it.
+-- Plain Lua 5.1 using only the base and table libraries, which is all Argo CD opens for a
+-- health script unless resource.customizations.useOpenLibs is set: no string.format.
 local hs = {}
 
 local function find(conditions, wanted)
-  if conditions == nil then
+  if type(conditions) ~= "table" then
     return nil
   end
   for _, c in ipairs(conditions) do
-    if c.type == wanted then
+    if type(c) == "table" and c.type == wanted then
       return c
     end
   end
@@ -19,12 +24,12 @@ local function find(conditions, wanted)
 end
 
 local function describe(c)
-  local text = c.reason or ""
+  local text = tostring(c.reason or "")
   if c.message ~= nil and c.message ~= "" then
     if text ~= "" then
       text = text .. ": "
     end
-    text = text .. c.message
+    text = text .. tostring(c.message)
   end
   return text
 end
@@ -42,14 +47,27 @@ if meta.deletionTimestamp ~= nil then
   hs.message = "Being deleted: the operator removes its virtual nodes first"
   return hs
 end
-if status == nil or status.conditions == nil then
+if type(status) ~= "table" or status.conditions == nil then
   hs.status = "Progressing"
   hs.message = "Waiting for the operator to report status"
   return hs
 end
 if older(status.observedGeneration, generation) then
   hs.status = "Progressing"
-  hs.message = string.format("Waiting for the operator to observe generation %d", generation)
+  hs.message = "Waiting for the operator to observe generation " .. tostring(generation)
+  return hs
+end
+
+local stalled = find(status.conditions, "Stalled")
+if stalled ~= nil and stalled.status == "True" then
+  hs.status = "Degraded"
+  hs.message = describe(stalled)
+  return hs
+end
+local reconciling = find(status.conditions, "Reconciling")
+if reconciling ~= nil and reconciling.status == "True" then
+  hs.status = "Progressing"
+  hs.message = describe(reconciling)
   return hs
 end
 
@@ -61,7 +79,8 @@ if ready == nil then
 end
 if ready.observedGeneration ~= nil and older(ready.observedGeneration, generation) then
   hs.status = "Progressing"
-  hs.message = string.format("Ready describes generation %d, not %d", ready.observedGeneration, generation)
+  hs.message = "Ready describes generation " .. tostring(ready.observedGeneration)
+    .. ", not " .. tostring(generation)
   return hs
 end
 if ready.status == "False" then
@@ -70,7 +89,7 @@ if ready.status == "False" then
   return hs
 end
 if ready.status == "True" then
-  if obj.spec ~= nil and obj.spec.unschedulable == true then
+  if type(obj.spec) == "table" and obj.spec.unschedulable == true then
     hs.status = "Suspended"
     hs.message = "Unschedulable: the provider offers nothing to pools"
     return hs

@@ -1,21 +1,25 @@
 -- Argo CD health of a fedcompute.io RegionPool (see docs/install.md).
---   Progressing  no status yet, an older generation observed, or Ready absent/Unknown
---   Degraded     Ready=False: fewer Ready providers than spec.minReadyProviders
+--   Progressing  being deleted; no status yet; an older generation observed;
+--                Reconciling=True (claimed providers waiting for a collection);
+--                or Ready absent/Unknown
+--   Degraded     Stalled=True (an invalid spec, a status write the API server refused),
+--                or Ready=False: fewer Ready providers than spec.minReadyProviders
 --   Suspended    Ready=True, but spec.paused: the pool's nodes are not updated
 --   Healthy      Ready=True for the current generation. A pool that is Ready while its
 --                Degraded condition is True (some providers down, yet at least
 --                minReadyProviders Ready) stays Healthy and says so in the message: it
 --                serves at the level its spec asks for, and each provider that is down
 --                reports Degraded itself.
--- Plain Lua 5.1, as Argo CD runs it.
+-- Plain Lua 5.1 using only the base and table libraries, which is all Argo CD opens for a
+-- health script unless resource.customizations.useOpenLibs is set: no string.format.
 local hs = {}
 
 local function find(conditions, wanted)
-  if conditions == nil then
+  if type(conditions) ~= "table" then
     return nil
   end
   for _, c in ipairs(conditions) do
-    if c.type == wanted then
+    if type(c) == "table" and c.type == wanted then
       return c
     end
   end
@@ -23,12 +27,12 @@ local function find(conditions, wanted)
 end
 
 local function describe(c)
-  local text = c.reason or ""
+  local text = tostring(c.reason or "")
   if c.message ~= nil and c.message ~= "" then
     if text ~= "" then
       text = text .. ": "
     end
-    text = text .. c.message
+    text = text .. tostring(c.message)
   end
   return text
 end
@@ -46,14 +50,27 @@ if meta.deletionTimestamp ~= nil then
   hs.message = "Being deleted: the operator removes its virtual nodes first"
   return hs
 end
-if status == nil or status.conditions == nil then
+if type(status) ~= "table" or status.conditions == nil then
   hs.status = "Progressing"
   hs.message = "Waiting for the operator to report status"
   return hs
 end
 if older(status.observedGeneration, generation) then
   hs.status = "Progressing"
-  hs.message = string.format("Waiting for the operator to observe generation %d", generation)
+  hs.message = "Waiting for the operator to observe generation " .. tostring(generation)
+  return hs
+end
+
+local stalled = find(status.conditions, "Stalled")
+if stalled ~= nil and stalled.status == "True" then
+  hs.status = "Degraded"
+  hs.message = describe(stalled)
+  return hs
+end
+local reconciling = find(status.conditions, "Reconciling")
+if reconciling ~= nil and reconciling.status == "True" then
+  hs.status = "Progressing"
+  hs.message = describe(reconciling)
   return hs
 end
 
@@ -65,7 +82,8 @@ if ready == nil then
 end
 if ready.observedGeneration ~= nil and older(ready.observedGeneration, generation) then
   hs.status = "Progressing"
-  hs.message = string.format("Ready describes generation %d, not %d", ready.observedGeneration, generation)
+  hs.message = "Ready describes generation " .. tostring(ready.observedGeneration)
+    .. ", not " .. tostring(generation)
   return hs
 end
 if ready.status == "False" then
@@ -74,7 +92,7 @@ if ready.status == "False" then
   return hs
 end
 if ready.status == "True" then
-  if obj.spec ~= nil and obj.spec.paused == true then
+  if type(obj.spec) == "table" and obj.spec.paused == true then
     hs.status = "Suspended"
     hs.message = "Paused: the pool keeps its claims but its nodes are not updated"
     return hs
