@@ -102,6 +102,14 @@ def test_lint_strict(helm: str, values: Path | None) -> None:
             ["--set", "prometheusRule.alerts.poolDegraded.sevrity=page"],
             "additional properties 'sevrity' not allowed",
         ),
+        (["--set", "podAntiAffinity.mode=always"], "at '/podAntiAffinity/mode'"),
+        (["--set", "podAntiAffinity.mode=Soft"], "at '/podAntiAffinity/mode'"),
+        (["--set", "podAntiAffinity.topologyKey=not a key"], "at '/podAntiAffinity/topologyKey'"),
+        (["--set", "podAntiAffinity.weight=50"], "additional properties 'weight' not allowed"),
+        (
+            ["--set", "podDisruptionBudget.unhealthyPodEvictionPolicy=Never"],
+            "at '/podDisruptionBudget/unhealthyPodEvictionPolicy'",
+        ),
     ],
 )
 def test_schema_refuses_bad_values(helm: str, args: list[str], message: str) -> None:
@@ -255,6 +263,146 @@ def test_high_availability(helm: str) -> None:
     single = render(helm)
     assert not any(kind == "PodDisruptionBudget" for kind, _ in by_kind(single))
     assert not [r for ns, r in _rules(single) if ns == NS and "leases" in r["resources"]]
+
+
+# --- several replicas: disruption budget and anti-affinity ----------------------------------
+
+NOT_ON_VIRTUAL_NODES = {
+    "requiredDuringSchedulingIgnoredDuringExecution": {
+        "nodeSelectorTerms": [
+            {"matchExpressions": [{"key": "fedcompute.io/provider", "operator": "DoesNotExist"}]}
+        ]
+    }
+}
+ROLL_WITH_SURGE = {"maxSurge": 1, "maxUnavailable": 0}
+
+
+def _replicas(helm: str, count: int, *sets: str) -> dict[tuple[str, str], dict[str, Any]]:
+    return by_kind(render(helm, sets=(f"replicaCount={count}", *sets)))
+
+
+def _pod_spec(objects: dict[tuple[str, str], dict[str, Any]]) -> dict[str, Any]:
+    spec: dict[str, Any] = objects[("Deployment", "fedcompute")]["spec"]["template"]["spec"]
+    return spec
+
+
+def _own_pods(objects: dict[tuple[str, str], dict[str, Any]]) -> dict[str, Any]:
+    """The label selector that picks exactly the release's operator pods."""
+    deployment = objects[("Deployment", "fedcompute")]
+    labels = deployment["spec"]["selector"]["matchLabels"]
+    assert labels.items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+    return {"matchLabels": labels}
+
+
+def test_one_replica_has_no_budget_and_no_anti_affinity(helm: str) -> None:
+    for sets in ((), ("podAntiAffinity.mode=hard",)):
+        objects = _replicas(helm, 1, *sets)
+        assert not [k for k in objects if k[0] == "PodDisruptionBudget"]
+        assert _pod_spec(objects)["affinity"] == {"nodeAffinity": NOT_ON_VIRTUAL_NODES}
+        assert objects[("Deployment", "fedcompute")]["spec"]["strategy"] == {"type": "Recreate"}
+
+
+def test_several_replicas_defaults(helm: str) -> None:
+    objects = _replicas(helm, 3)
+    pdb = objects[("PodDisruptionBudget", "fedcompute")]["spec"]
+    assert pdb == {
+        "minAvailable": 1,
+        "unhealthyPodEvictionPolicy": "AlwaysAllow",
+        "selector": _own_pods(objects),
+    }
+    # The default node affinity stays; a preferred anti-affinity per host joins it.
+    assert _pod_spec(objects)["affinity"] == {
+        "nodeAffinity": NOT_ON_VIRTUAL_NODES,
+        "podAntiAffinity": {
+            "preferredDuringSchedulingIgnoredDuringExecution": [
+                {
+                    "weight": 100,
+                    "podAffinityTerm": {
+                        "labelSelector": _own_pods(objects),
+                        "topologyKey": "kubernetes.io/hostname",
+                    },
+                }
+            ]
+        },
+    }
+    strategy = objects[("Deployment", "fedcompute")]["spec"]["strategy"]
+    assert strategy["rollingUpdate"] == ROLL_WITH_SURGE
+    # The CI values for two replicas spell out the same defaults.
+    ha = by_kind(render(helm, HA))
+    assert _pod_spec(ha)["affinity"] == _pod_spec(objects)["affinity"]
+
+
+@pytest.mark.parametrize("policy", ["IfHealthyBudget", "AlwaysAllow"])
+def test_unhealthy_pod_eviction_policy(helm: str, policy: str) -> None:
+    objects = _replicas(helm, 2, f"podDisruptionBudget.unhealthyPodEvictionPolicy={policy}")
+    assert (
+        objects[("PodDisruptionBudget", "fedcompute")]["spec"]["unhealthyPodEvictionPolicy"]
+        == policy
+    )
+
+
+@pytest.mark.parametrize("mode", ["soft", "hard", "none"])
+def test_pod_anti_affinity_modes(helm: str, mode: str) -> None:
+    objects = _replicas(
+        helm, 3, f"podAntiAffinity.mode={mode}", "podAntiAffinity.topologyKey=example.com/rack"
+    )
+    affinity = _pod_spec(objects)["affinity"]
+    assert affinity["nodeAffinity"] == NOT_ON_VIRTUAL_NODES
+    term = {"labelSelector": _own_pods(objects), "topologyKey": "example.com/rack"}
+    strategy = objects[("Deployment", "fedcompute")]["spec"]["strategy"]
+    if mode == "soft":
+        assert affinity["podAntiAffinity"] == {
+            "preferredDuringSchedulingIgnoredDuringExecution": [
+                {"weight": 100, "podAffinityTerm": term}
+            ]
+        }
+    elif mode == "hard":
+        assert affinity["podAntiAffinity"] == {
+            "requiredDuringSchedulingIgnoredDuringExecution": [term]
+        }
+    else:
+        assert "podAntiAffinity" not in affinity
+    # A surge pod could find no free domain under a required anti-affinity: replace instead.
+    surge = {"maxSurge": 0, "maxUnavailable": 1} if mode == "hard" else ROLL_WITH_SURGE
+    assert strategy == {"type": "RollingUpdate", "rollingUpdate": surge}
+    # The budget does not depend on the anti-affinity.
+    assert ("PodDisruptionBudget", "fedcompute") in objects
+
+
+def test_user_affinity_merges_and_its_pod_anti_affinity_wins(helm: str, tmp_path: Path) -> None:
+    own = {
+        "requiredDuringSchedulingIgnoredDuringExecution": [
+            {"labelSelector": {"matchLabels": {"app": "x"}}, "topologyKey": "zone"}
+        ]
+    }
+    zone_only = {
+        "requiredDuringSchedulingIgnoredDuringExecution": {
+            "nodeSelectorTerms": [
+                {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a"]}]}
+            ]
+        }
+    }
+    # A podAntiAffinity in `affinity` is used as it is; the chart adds none (and keeps
+    # the surge rollout even in hard mode, since the required term is not its own).
+    values = tmp_path / "own.yaml"
+    affinity = {"nodeAffinity": zone_only, "podAntiAffinity": own}
+    hard = {"mode": "hard"}
+    values.write_text(
+        yaml.safe_dump({"replicaCount": 2, "podAntiAffinity": hard, "affinity": affinity})
+    )
+    objects = by_kind(render(helm, values))
+    assert _pod_spec(objects)["affinity"] == affinity
+    strategy = objects[("Deployment", "fedcompute")]["spec"]["strategy"]
+    assert strategy["rollingUpdate"] == ROLL_WITH_SURGE
+    # Any other affinity is kept, and the chart's anti-affinity added to it.
+    values.write_text(yaml.safe_dump({"replicaCount": 2, "affinity": {"nodeAffinity": zone_only}}))
+    affinity = _pod_spec(by_kind(render(helm, values)))["affinity"]
+    assert affinity["nodeAffinity"] == zone_only
+    assert affinity["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    # No affinity at all: only the chart's anti-affinity.
+    affinity = _pod_spec(_replicas(helm, 2, "affinity=null"))["affinity"]
+    assert set(affinity) == {"podAntiAffinity"}
+    assert "affinity" not in _pod_spec(_replicas(helm, 1, "affinity=null"))
 
 
 def test_fully_enabled(helm: str) -> None:

@@ -87,3 +87,16 @@ def test_dashboard_panels_are_well_formed() -> None:
         for target in panel.get("targets", []):
             for variable in re.findall(r"\$(\w+)", target["expr"]):
                 assert variable in variables | {"__rate_interval"}, variable
+
+
+def test_high_availability_values_default_to_drains_and_spreading() -> None:
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    props = SCHEMA["properties"]
+    policy = props["podDisruptionBudget"]["properties"]["unhealthyPodEvictionPolicy"]
+    assert policy["enum"] == ["IfHealthyBudget", "AlwaysAllow"]
+    assert values["podDisruptionBudget"]["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
+    anti = props["podAntiAffinity"]["properties"]
+    assert anti["mode"]["enum"] == ["soft", "hard", "none"]
+    assert values["podAntiAffinity"] == {"mode": "soft", "topologyKey": "kubernetes.io/hostname"}
+    assert re.fullmatch(anti["topologyKey"]["pattern"], "topology.kubernetes.io/zone")
+    assert not re.fullmatch(anti["topologyKey"]["pattern"], "not a key")

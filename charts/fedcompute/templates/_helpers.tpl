@@ -83,6 +83,37 @@ replica through the Lease "fedcompute-NAME" in the release namespace.
 {{- end }}
 
 {{/*
+The pod anti-affinity mode the chart applies: "soft", "hard", or "" when it adds none
+(one replica, mode none, or a podAntiAffinity of the user's own in `affinity`).
+*/}}
+{{- define "fedcompute.antiAffinityMode" -}}
+{{- $mode := .Values.podAntiAffinity.mode }}
+{{- if and (include "fedcompute.peering" .) (ne $mode "none") (not (hasKey (.Values.affinity | default dict) "podAntiAffinity")) }}
+{{- $mode }}
+{{- end }}
+{{- end }}
+
+{{/*
+The pod's affinity: `affinity` as given, plus, with several replicas, a pod anti-affinity
+on `podAntiAffinity.topologyKey` against the release's own pods (by their selector labels).
+*/}}
+{{- define "fedcompute.affinity" -}}
+{{- $affinity := deepCopy (.Values.affinity | default dict) }}
+{{- $mode := include "fedcompute.antiAffinityMode" . }}
+{{- if $mode }}
+{{- $term := dict "labelSelector" (dict "matchLabels" (include "fedcompute.selectorLabels" . | fromYaml)) "topologyKey" .Values.podAntiAffinity.topologyKey }}
+{{- if eq $mode "hard" }}
+{{- $_ := set $affinity "podAntiAffinity" (dict "requiredDuringSchedulingIgnoredDuringExecution" (list $term)) }}
+{{- else }}
+{{- $_ := set $affinity "podAntiAffinity" (dict "preferredDuringSchedulingIgnoredDuringExecution" (list (dict "weight" 100 "podAffinityTerm" $term))) }}
+{{- end }}
+{{- end }}
+{{- with $affinity }}
+{{- toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/*
 Namespace of an optional monitoring object: its own setting, else the release's.
 */}}
 {{- define "fedcompute.monitoringNamespace" -}}
