@@ -140,3 +140,33 @@ def serve_lists(nodes: list[Any], pods: list[Any] | None = None) -> Handler:
             conn.sendall(head(Content_Length=str(len(body))) + body)
 
     return handler
+
+
+class SilentListener:
+    """TCP listeners that accept and never answer (not even the TLS handshake)."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(128)
+        self.port = self.sock.getsockname()[1]
+        self.held: list[socket.socket] = []
+        self._stop = threading.Event()
+        self.sock.settimeout(0.2)
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            self.held.append(conn)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        for conn in self.held:
+            conn.close()
+        self.sock.close()

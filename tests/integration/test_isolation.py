@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import ssl
 import threading
 import time
@@ -29,6 +28,7 @@ from tests.conftest import MemberFactory
 from tests.integration.hostile import (
     Handler,
     HostileServer,
+    SilentListener,
     gzip_stream,
     head,
     read_request,
@@ -431,41 +431,11 @@ def test_a_refused_status_write_is_an_event_and_a_metric(
 # --- collection that cannot be starved ------------------------------------------------------------
 
 
-class _Silent:
-    """TCP listeners that accept and never answer (not even the TLS handshake)."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(128)
-        self.port = self.sock.getsockname()[1]
-        self.held: list[socket.socket] = []
-        self._stop = threading.Event()
-        self.sock.settimeout(0.2)
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                continue
-            self.held.append(conn)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join()
-        for conn in self.held:
-            conn.close()
-        self.sock.close()
-
-
 def test_slow_members_cannot_hold_every_collection_worker(
     platform: Platform, member_cluster: MemberFactory, tmp_path: Path
 ) -> None:
     """Twenty silent members (more than the 16 workers) next to a healthy one."""
-    silent = _Silent()
+    silent = SilentListener()
     member = member_cluster("patient", nodes=1)
     real = member.reader_kubeconfig()
     try:

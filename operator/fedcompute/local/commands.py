@@ -62,7 +62,9 @@ def register(subparsers: Any) -> None:
     bins = sub.add_parser(
         "binaries", help="build or fetch the pinned binaries and print their paths"
     )
-    bins.add_argument("--link-into", type=Path, help="also symlink kubectl and helm here")
+    bins.add_argument(
+        "--link-into", type=Path, help="also symlink kubectl, helm and the test tools here"
+    )
     bins.add_argument("--no-kwok", action="store_true", help="skip kwok")
     bins.set_defaults(func=_binaries)
 
@@ -178,13 +180,19 @@ def _binaries(args: argparse.Namespace) -> int:
         "kwok": found.kwok,
         "kubectl": found.kubectl,
         "helm": found.helm,
+        "argocd-lua": found.argocd_lua,
+        "kstatus": found.kstatus,
+        "flux-health": found.flux_health,
+        "promql": found.promql,
     }
     for name, path in table.items():
         print(f"{name}\t{path or '-'}")
     if args.link_into:
-        for name in ("kubectl", "helm"):
+        for name in ("kubectl", "helm", *binaries.TEST_TOOLS):
             link = args.link_into / name
             if link.is_symlink() or link.exists():
                 link.unlink()
-            os.symlink(table[name] or "", link)
+            target = table[name]
+            if target is not None:
+                os.symlink(target, link)
     return 0
