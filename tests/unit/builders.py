@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -189,15 +190,35 @@ class World:
     collections: dict[str, Collection] = field(default_factory=dict)
     rejections: dict[tuple[str, str], Rejection] = field(default_factory=dict)
     events: list[PostEvent] = field(default_factory=list)
+    observed: dict[tuple[str, str], tuple[Json, Any, Observed]] = field(default_factory=dict)
 
     def snapshot(self) -> Snapshot:
+        """What a pass sees; an object keeps its Observed until its content changes, as the
+        operator's world keeps it until an event or a write's answer replaces it."""
         return Snapshot(
-            providers={n: Observed(ComputeProvider, b) for n, b in self.providers.items()},
-            pools={n: Observed(RegionPool, b) for n, b in self.pools.items()},
+            providers={n: self._observed(ComputeProvider, b) for n, b in self.providers.items()},
+            pools={n: self._observed(RegionPool, b) for n, b in self.pools.items()},
             nodes=self.nodes,
             leases=self.leases,
             rejections=self.rejections,
         )
+
+    def _observed(self, kind: type[ComputeProvider] | type[RegionPool], body: Json) -> Observed:
+        key = (kind.__name__, body["metadata"]["name"])
+        content = json.dumps(body, sort_keys=True, default=str)
+        cached = self.observed.get(key)
+        if cached is not None and cached[1] == content:
+            return cached[2]
+        obs = Observed(kind, copy.deepcopy(body))
+        self.observed[key] = (body, content, obs)
+        return obs
+
+    def change(self, body: Json, *, spec: bool = False) -> None:
+        """Record an edit as the API server would: a new resourceVersion (and generation)."""
+        meta = body["metadata"]
+        meta["resourceVersion"] = str(int(meta.get("resourceVersion") or 0) + 1)
+        if spec:
+            meta["generation"] = int(meta.get("generation") or 0) + 1
 
     def plan(self, now: datetime = T0) -> Plan:
         return plan(self.snapshot(), self.collections, now)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import random
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from decimal import Decimal
@@ -13,7 +14,8 @@ import pytest
 from fedcompute.api.pool import RegionPoolStatus
 from fedcompute.api.provider import ComputeProviderStatus, Reason
 from fedcompute.capacity import bounds, nodes
-from fedcompute.capacity.plan import FINALIZER, Plan, PlanMemo, plan, renewals
+from fedcompute.capacity.memo import PlanMemo
+from fedcompute.capacity.plan import FINALIZER, Plan, plan, renewals
 from fedcompute.capacity.snapshot import Rejection
 from fedcompute.intents import (
     CreateLease,
@@ -1015,3 +1017,69 @@ def test_an_invalid_pool_is_stalled() -> None:
         "True",
         "InvalidSpec",
     )
+
+
+# --- planning that follows change: the memo changes nothing but the work ---------------------
+
+
+def _random_change(w: World, rng: random.Random, step: int) -> None:
+    """One change of the kind the world sees between passes."""
+    names = sorted(w.providers)
+    name = rng.choice(names)
+    kind = rng.randrange(9)
+    if kind == 0 and name.startswith("s"):
+        w.providers[name]["spec"]["source"]["static"]["resources"]["cpu"] = str(
+            rng.randrange(1, 256)
+        )
+        w.change(w.providers[name], spec=True)
+    elif kind == 1:
+        w.providers[name]["metadata"]["labels"]["team"] = rng.choice(["ml", "hpc"])
+        w.change(w.providers[name])
+    elif kind == 2 and name.startswith("m"):
+        w.collections[name] = collected(at(step), figures(gpus=rng.randrange(1, 9)))
+    elif kind == 3 and name.startswith("m"):
+        w.collections[name] = w.collections.get(name, collected(T0)).failed(
+            at(step), "Timeout", "slow"
+        )
+    elif kind == 4:
+        w.providers[name]["status"] = _foreign(
+            w.providers[name].get("status") or {"conditions": []}
+        )
+    elif kind == 5:
+        w.nodes.pop(f"fc-{name}", None)
+    elif kind == 6:
+        pool_name = rng.choice(sorted(w.pools))
+        w.pools[pool_name]["spec"]["priority"] = rng.randrange(-5, 5)
+        w.change(w.pools[pool_name], spec=True)
+    elif kind == 7:
+        w.rejections[("computeproviders", name)] = Rejection("create Node", 422, "no")
+    else:
+        w.rejections.clear()
+
+
+def test_a_memo_kept_across_passes_plans_exactly_what_a_fresh_pass_plans() -> None:
+    """Through random changes, with some writes landing and some not: same Plan either way."""
+    rng = random.Random(20261129)
+    bodies: list[Json] = [static(f"s{i}", "east" if i % 2 else "west") for i in range(8)]
+    bodies += [member(f"m{i}", "east", stale_after="60s") for i in range(4)]
+    bodies += [
+        pool("east", regions=["east"]),
+        pool("west", regions=["west"]),
+        pool("ml", selector={"matchLabels": {"team": "ml"}}, priority=3),
+    ]
+    w = world(*bodies, collections={f"m{i}": collected(T0) for i in range(4)})
+    memo = PlanMemo()
+    for step in range(1, 200):
+        now = at(step * 7)
+        snapshot = w.snapshot()
+        kept = plan(snapshot, w.collections, now, memo=memo)
+        fresh = plan(snapshot, w.collections, now)
+        assert kept.intents == fresh.intents, step
+        assert kept.providers == fresh.providers, step
+        assert kept.pools.keys() == fresh.pools.keys(), step
+        for name, view in kept.pools.items():
+            assert view.wire == fresh.pools[name].wire, (step, name)
+        # Most writes land; some are lost (the next pass must plan them again).
+        landed = [i for i in kept.intents if rng.random() < 0.8]
+        settle(w, kept, only=landed)
+        _random_change(w, rng, step)

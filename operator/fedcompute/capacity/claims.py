@@ -7,7 +7,7 @@ Pools being deleted claim nothing, so their providers fall to the next pool at o
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from fedcompute.api.pool import RegionPool
@@ -39,16 +39,42 @@ def claim_all(
     return {provider.name: claim_one(provider, order) for provider in providers}
 
 
-def claim_order(pools: Iterable[RegionPool], *, deleting: Iterable[str] = ()) -> list[RegionPool]:
+class ClaimOrder:
+    """The pools that may claim, in claiming order, indexed by region.
+
+    A provider is tested only against the pools that list its region and those that list
+    none (selector only), so claiming stays cheap with hundreds of pools.
+    """
+
+    def __init__(self, pools: Iterable[RegionPool], *, deleting: Iterable[str] = ()) -> None:
+        gone = set(deleting)
+        self.pools = tuple(p for p in ranked(pools) if p.name not in gone)
+        self._merged: dict[str, list[RegionPool]] = {}
+        self._by_region: dict[str, list[RegionPool]] = {}
+        for p in self.pools:
+            for region in p.spec.regions or ():
+                self._by_region.setdefault(region, []).append(p)
+
+    def candidates(self, region: str) -> list[RegionPool]:
+        """Pools that could select a provider of ``region``, in claiming order."""
+        found = self._merged.get(region)
+        if found is None:
+            listed = {id(p) for p in self._by_region.get(region, [])}
+            found = [p for p in self.pools if id(p) in listed or p.spec.regions is None]
+            self._merged[region] = found
+        return found
+
+
+def claim_order(pools: Iterable[RegionPool], *, deleting: Iterable[str] = ()) -> ClaimOrder:
     """The pools that may claim, in claiming order (pools being deleted left out)."""
-    gone = set(deleting)
-    return [p for p in ranked(pools) if p.name not in gone]
+    return ClaimOrder(pools, deleting=deleting)
 
 
-def claim_one(provider: ComputeProvider, order: Sequence[RegionPool]) -> Claim | None:
+def claim_one(provider: ComputeProvider, order: ClaimOrder) -> Claim | None:
     """The claim on one provider, given the pools in :func:`claim_order`."""
     labels = provider.metadata.labels or {}
-    matching = [p for p in order if p.spec.selects(region=provider.spec.region, labels=labels)]
+    region = provider.spec.region
+    matching = [p for p in order.candidates(region) if p.spec.selects(region=region, labels=labels)]
     if not matching:
         return None
     winner = matching[0]

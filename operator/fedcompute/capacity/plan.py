@@ -18,6 +18,7 @@ event, node, lease.
 
 from __future__ import annotations
 
+import functools
 import traceback
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -36,6 +37,14 @@ from fedcompute.api.provider import PLURAL as PROVIDERS
 from fedcompute.api.provider import ComputeProvider, ComputeProviderStatus, Reason
 from fedcompute.api.provider import ConditionType as ProviderCondition
 from fedcompute.capacity import claims, nodes, providers, rollup
+from fedcompute.capacity.memo import (
+    ClaimEntry,
+    NodeEntry,
+    PlanMemo,
+    PoolEntry,
+    ProviderEntry,
+    same_members,
+)
 from fedcompute.capacity.providers import Collection, ProviderView, plan_provider
 from fedcompute.capacity.snapshot import (
     POOL_CONDITIONS,
@@ -82,6 +91,11 @@ class PoolView:
     ready: int
     not_ready: int
 
+    @functools.cached_property
+    def wire(self) -> Json:
+        """``status`` in its wire form (computed once)."""
+        return self.status.to_wire()
+
 
 @dataclass(frozen=True)
 class Plan:
@@ -104,16 +118,6 @@ class Plan:
         for intent in self.intents:
             groups.setdefault(intent.owner, []).append(intent)
         return groups
-
-
-class PlanMemo:
-    """Plans of static providers, reused while nothing they depend on changed.
-
-    A cache only: :func:`plan` returns the same Plan with or without it.
-    """
-
-    def __init__(self) -> None:
-        self.providers: dict[str, tuple[Any, ProviderView, Json]] = {}
 
 
 def plan(
@@ -182,13 +186,35 @@ class _Planner:
         for name, obs in snapshot.pools.items():
             if isinstance(obs.model, RegionPool):
                 self.pool_models[name] = obs.model
-        self.claimers = claims.claim_order(
-            self.pool_models.values(),
-            deleting=[n for n, o in snapshot.pools.items() if o.deleting],
-        )
+        self.claimers = self._claim_order()
         self.frozen: set[str] = set()
         """Existing virtual nodes left exactly as they are this pass."""
         self.desired: dict[str, nodes.DesiredNode] = {}
+
+    def _claim_order(self) -> claims.ClaimOrder:
+        """The pools in claiming order, rebuilt only when a pool's spec or life changed."""
+        key = tuple(
+            (name, o.metadata.get("generation"), o.deleting, name in self.pool_models)
+            for name, o in sorted(self.s.pools.items())
+        )
+        if self.memo.claim_order is not None and self.memo.claim_order[0] == key:
+            return self.memo.claim_order[1]
+        order = claims.claim_order(
+            self.pool_models.values(),
+            deleting=[n for n, o in self.s.pools.items() if o.deleting],
+        )
+        self.memo.claim_order = (key, order)
+        self.memo.claimed.clear()
+        return order
+
+    def _claim(self, provider: ComputeProvider) -> claims.Claim | None:
+        labels, region = provider.metadata.labels, provider.spec.region
+        entry = self.memo.claimed.get(provider.name)
+        if entry is not None and entry.region == region and entry.labels == labels:
+            return entry.claim
+        claim = claims.claim_one(provider, self.claimers)
+        self.memo.claimed[provider.name] = ClaimEntry(labels, region, (), claim)
+        return claim
 
     def _guard(self, owner: Owner, step: Callable[[], T]) -> T | None:
         """Run one object's step; a failure becomes that object's, and only its."""
@@ -202,6 +228,7 @@ class _Planner:
 
     def result(self) -> Plan:
         """The frozen Plan."""
+        self.memo.forget(set(self.models), set(self.pool_models), set(self.desired))
         return Plan(
             intents=tuple(self.intents),
             providers=dict(self.views),
@@ -309,7 +336,7 @@ class _Planner:
         """Claim and plan every live provider, each in its own boundary."""
         for name, provider in self.models.items():
             owner = (PROVIDERS, name)
-            claim = self._guard(owner, partial(claims.claim_one, provider, self.claimers))
+            claim = self._guard(owner, partial(self._claim, provider))
             if owner in self.failures:
                 self._failed_provider(name, provider, None)
                 continue
@@ -320,41 +347,48 @@ class _Planner:
                 self.views[name] = view
 
     def _provider(self, provider: ComputeProvider, claim: claims.Claim | None) -> ProviderView:
+        """One provider's view and status intents, reused while its inputs hold."""
         name = provider.name
+        owner = (PROVIDERS, name)
         obs = self.s.providers[name]
-        view = self._memoized(provider, claim, obs, self._rejected((PROVIDERS, name)))
-        self._status_patch((PROVIDERS, name), obs, view.status_wire, ComputeProviderStatus)
-        return view
-
-    def _memoized(
-        self,
-        provider: ComputeProvider,
-        claim: claims.Claim | None,
-        obs: Observed,
-        rejected: str | None,
-    ) -> ProviderView:
-        """A static provider's plan depends only on its spec, claim, rejection and status."""
-        name = provider.name
-        observed = obs.raw_status
-        key = (provider.metadata.generation, obs.body.get("spec"), claim, rejected)
-        cached = self.memo.providers.get(name)
-        static = provider.spec.source.static is not None
+        rejected = self._rejected(owner)
+        collection = self.collections.get(name)
+        stale = _stale(provider, collection, self.now)
+        entry = self.memo.providers.get(name)
         if (
-            static
-            and cached is not None
-            and cached[0] == key
-            and observed in (cached[2], cached[1].status_wire)
+            entry is not None
+            and entry.claim == claim
+            and entry.collection is collection
+            and entry.rejected == rejected
+            and entry.stale == stale
+            and (collection is not None or provider.spec.source.static is not None)
         ):
-            return cached[1]
+            if entry.obs is obs and not entry.intents:  # converged: independent of the clock
+                return entry.view
+            body = obs.body
+            if (
+                body.get("spec") == entry.spec
+                and (obs.metadata.get("generation"), obs.metadata.get("labels")) == entry.labels
+                and obs.raw_status == entry.view.status_wire
+            ):  # the answer to our own status write: converged, nothing to redo
+                entry.obs, entry.intents = obs, []
+                return entry.view
         view = plan_provider(
-            provider,
-            collection=self.collections.get(name),
-            claim=claim,
-            now=self.now,
-            rejected=rejected,
+            provider, collection=collection, claim=claim, now=self.now, rejected=rejected
         )
-        if static:
-            self.memo.providers[name] = (key, view, observed)
+        first = len(self.intents)
+        self._status_patch(owner, obs, view.status_wire, ComputeProviderStatus)
+        self.memo.providers[name] = ProviderEntry(
+            obs,
+            obs.body.get("spec"),
+            (obs.metadata.get("generation"), obs.metadata.get("labels")),
+            claim,
+            collection,
+            rejected,
+            stale,
+            view,
+            self.intents[first:],
+        )
         return view
 
     def _failed_provider(
@@ -416,15 +450,20 @@ class _Planner:
             if pool.spec.paused:
                 self.frozen.add(vnode)
                 continue
-            desired = self._guard(owner, partial(nodes.desired_node, self.models[name], pool, view))
-            if desired is None:
+            entry = self.memo.nodes.get(vnode)
+            if entry is not None and entry.view is view and entry.pool is pool:
+                desired: nodes.DesiredNode | None = entry.desired
+            else:
+                desired = self._guard(
+                    owner, partial(nodes.desired_node, self.models[name], pool, view)
+                )
+            planned = desired is not None and self._guard(
+                owner, partial(self._node, desired, view, pool)
+            )
+            if desired is None or not planned:
                 self._fail_late(name)
             else:
                 self.desired[vnode] = desired
-        for desired in list(self.desired.values()):
-            owner = (PROVIDERS, desired.provider)
-            if self._guard(owner, partial(self._node, desired)) is None:
-                self._fail_late(desired.provider)
         self._orphans()
 
     def _fail_late(self, provider: str) -> None:
@@ -434,23 +473,38 @@ class _Planner:
         self.desired.pop(nodes.node_name(provider), None)
         self._failed_provider(provider, self.models[provider], self.views[provider].claim)
 
-    def _node(self, d: nodes.DesiredNode) -> bool:
+    def _node(self, d: nodes.DesiredNode, view: ProviderView, pool: RegionPool) -> bool:
+        """One node's and Lease's intents, reused while the node and its wants hold."""
         owner = (PROVIDERS, d.provider)
         observed = self.s.nodes.get(d.name)
+        has_lease = d.name in self.s.leases
         if d.lease_wanted:
             self.leases[d.name] = d.provider
+        entry = self.memo.nodes.get(d.name)
+        if (
+            entry is not None
+            and not entry.intents  # only a converged plan is independent of the clock
+            and entry.desired is d
+            and entry.node is observed
+            and entry.lease == has_lease
+        ):
+            return True
+        first = len(self.intents)
         if observed is None:
             lease = nodes.lease_body(d.name, d.provider, "", self.now) if d.lease_wanted else None
             self._add(CreateNode(owner, d.name, nodes.node_body(d, self.now), lease))
-            return True
-        meta_patch = nodes.metadata_patch(d, observed)
-        status_patch = nodes.status_patch(d, observed, self.now)
-        if meta_patch or status_patch:
-            self._add(PatchNode(owner, d.name, meta_patch, status_patch))
-        if d.lease_wanted and d.name not in self.s.leases:
-            uid = str((observed.get("metadata") or {}).get("uid") or "")
-            body = nodes.lease_body(d.name, d.provider, uid, self.now)
-            self._add(CreateLease(owner, d.name, body))
+        else:
+            meta_patch = nodes.metadata_patch(d, observed)
+            status_patch = nodes.status_patch(d, observed, self.now)
+            if meta_patch or status_patch:
+                self._add(PatchNode(owner, d.name, meta_patch, status_patch))
+            if d.lease_wanted and not has_lease:
+                uid = str((observed.get("metadata") or {}).get("uid") or "")
+                body = nodes.lease_body(d.name, d.provider, uid, self.now)
+                self._add(CreateLease(owner, d.name, body))
+        self.memo.nodes[d.name] = NodeEntry(
+            view, pool, d, observed, has_lease, self.intents[first:]
+        )
         return True
 
     def _orphans(self) -> None:
@@ -509,17 +563,53 @@ class _Planner:
         obs: Observed,
         counts: Mapping[str, int],
     ) -> bool:
-        status = rollup.plan_pool(
-            pool,
-            views,
-            nodes=counts.get(pool.name, 0),
-            now=self.now,
-            rejected=self._rejected((POOLS, pool.name)),
-        )
-        self._status_patch((POOLS, pool.name), obs, status.to_wire(), RegionPoolStatus)
+        """One pool's roll-up and status intents, reused while its members hold."""
+        owner = (POOLS, pool.name)
+        count = counts.get(pool.name, 0)
+        rejected = self._rejected(owner)
+        entry = self.memo.pools.get(pool.name)
+        if (
+            entry is not None
+            and entry.nodes == count
+            and entry.rejected == rejected
+            and same_members(entry.members, views)
+        ):
+            if entry.obs is obs and not entry.intents:  # converged: independent of the clock
+                self.pool_views[pool.name] = entry.view
+                return True
+            if (
+                obs.body.get("spec") == entry.spec
+                and obs.metadata.get("generation") == entry.generation
+                and obs.raw_status == entry.view.wire
+            ):
+                entry.obs, entry.intents = obs, []  # the answer to our own status write
+                self.pool_views[pool.name] = entry.view
+                return True
+        status = rollup.plan_pool(pool, views, nodes=count, now=self.now, rejected=rejected)
         ready = sum(1 for v in views if v.ready)
-        self.pool_views[pool.name] = PoolView(pool.name, status, ready, len(views) - ready)
+        view = PoolView(pool.name, status, ready, len(views) - ready)
+        first = len(self.intents)
+        self._status_patch(owner, obs, view.wire, RegionPoolStatus)
+        self.pool_views[pool.name] = view
+        self.memo.pools[pool.name] = PoolEntry(
+            obs,
+            obs.body.get("spec"),
+            obs.metadata.get("generation"),
+            tuple(views),
+            count,
+            rejected,
+            view,
+            self.intents[first:],
+        )
         return True
+
+
+def _stale(provider: ComputeProvider, collection: Collection | None, now: datetime) -> bool:
+    """Whether a member's figures are older than its staleAfter (the one way time alone
+    changes a plan)."""
+    if collection is None or collection.succeeded_at is None:
+        return False
+    return (now - collection.succeeded_at).total_seconds() > provider.spec.monitoring.stale_after
 
 
 def _provider_of(node_name: str) -> str:

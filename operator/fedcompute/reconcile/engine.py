@@ -23,6 +23,7 @@ from fedcompute.api.provider import PLURAL as PROVIDERS
 from fedcompute.api.provider import ComputeProvider
 from fedcompute.capacity import inventory, nodes
 from fedcompute.capacity import plan as planning
+from fedcompute.capacity.memo import PlanMemo
 from fedcompute.capacity.providers import Collection, member_summarizer, resumed_collection
 from fedcompute.intents import Intent, Owner, PatchStatus
 from fedcompute.kube import kubeconfigs, members
@@ -83,7 +84,7 @@ class Engine:
             previous=lambda name: self.world.collections.get(name) or Collection(),
             done=self._collected,
         )
-        self._memo = planning.PlanMemo()
+        self._memo = PlanMemo()
         self._dirty = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._failures: Mapping[Owner, str] = {}
