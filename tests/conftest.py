@@ -1,7 +1,9 @@
 """Shared fixtures: real local control planes started by the project's own harness.
 
-``host`` is one cluster for the whole session; ``member_cluster`` starts further
-clusters (with kwok nodes) for one test and stops them afterwards. Every cluster is tied
+``host`` is one cluster for the whole session; ``host_with_controller_manager`` is
+another, which also runs kube-controller-manager (node lifecycle and garbage collector);
+``member_cluster`` starts further clusters (with kwok nodes) for one test and stops them
+afterwards. Every cluster is tied
 to this test process, so an interrupted run leaves nothing behind.
 
 A test that needs a tool or library which this machine lacks asks for it through
@@ -66,6 +68,28 @@ def start_cluster(name: str, **kwargs: object) -> cluster.Cluster:
 def host() -> Iterator[cluster.Cluster]:
     """The host control plane shared by the session (kwok available, no nodes)."""
     c = start_cluster("host", with_kwok=True)
+    yield c
+    cluster.down(c.name)
+
+
+# Short, to keep tests of stale Leases fast, yet twice the 10 s at which kubelets, kwok
+# and the operator renew theirs. Tests read it back from the cluster's spec.
+CONTROLLER_MANAGER_GRACE_PERIOD = "20s"
+
+
+@pytest.fixture(scope="session")
+def host_with_controller_manager() -> Iterator[cluster.Cluster]:
+    """A host control plane with kube-controller-manager, shared by the session: Nodes
+    whose Lease is not renewed within ``spec["controllerManager"]["nodeMonitorGracePeriod"]``
+    turn Ready=Unknown and get the unreachable taints, and owner references are garbage
+    collected."""
+    require_tool("kube-controller-manager", binaries.kube_controller_manager)
+    c = start_cluster(
+        "host-kcm",
+        with_kwok=True,
+        controller_manager=True,
+        node_monitor_grace_period=CONTROLLER_MANAGER_GRACE_PERIOD,
+    )
     yield c
     cluster.down(c.name)
 

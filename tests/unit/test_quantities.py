@@ -224,7 +224,7 @@ def _random_quantity(rng: random.Random) -> str:
 
 
 def test_format_of_parse_round_trips_by_value_for_in_range_quantities() -> None:
-    rng = random.Random(20250501)  # noqa: S311 - reproducible test data
+    rng = random.Random(20250501)
     checked = 0
     while checked < 3000:
         text = _random_quantity(rng)
@@ -264,7 +264,7 @@ FORMAT_EDGES = [
 
 
 def test_format_never_raises_matches_the_pattern_and_fits_the_crd() -> None:
-    rng = random.Random(7)  # noqa: S311 - reproducible test data
+    rng = random.Random(7)
     values = FORMAT_EDGES + [
         Decimal(rng.randint(-(10**30), 10**30)).scaleb(rng.randint(-40, 40)) for _ in range(3000)
     ]
