@@ -180,7 +180,12 @@ def test_deployment_defaults(helm: str) -> None:
     pod = spec["template"]["spec"]
     (container,) = pod["containers"]
     assert container["image"] == "ghcr.io/fedcompute/fedcompute:0.1.0"
-    assert container["args"] == ["--health-port=8080", "--metrics-port=9090", "--standalone"]
+    assert container["args"] == [
+        "--health-port=8080",
+        "--metrics-port=9090",
+        "--standalone",
+        "--node-monitor-grace-period=50s",
+    ]
     env = {e["name"]: e for e in container["env"]}
     assert env["POD_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}

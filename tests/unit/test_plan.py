@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import itertools
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -15,7 +16,7 @@ from fedcompute.api.pool import RegionPoolStatus
 from fedcompute.api.provider import ComputeProviderStatus, Reason
 from fedcompute.capacity import bounds, nodes
 from fedcompute.capacity.memo import PlanMemo
-from fedcompute.capacity.plan import FINALIZER, Plan, plan, renewals
+from fedcompute.capacity.plan import FINALIZER, Plan, RenewalSchedule, plan, renewals
 from fedcompute.capacity.snapshot import Rejection
 from fedcompute.intents import (
     CreateLease,
@@ -520,11 +521,43 @@ def test_renewals_cover_existing_leases_of_ready_nodes_only() -> None:
     w = converged(w)
     del w.leases["fc-c"]
     p = w.plan()
-    renew = renewals(p, w.leases, at(10))
-    assert [(r.name, r.owner) for r in renew] == [("fc-a", ("computeproviders", "a"))]
-    assert isinstance(renew[0], RenewLease) and renew[0].renew_time.startswith(
-        "2026-03-01T12:00:10"
-    )
+    assert p.leases == {"fc-a": "a", "fc-c": "c"}  # b is not Ready: its Lease is left to expire
+    schedule = RenewalSchedule(period=10.0)
+    due: dict[str, str] = {}
+    for second in range(21):
+        due |= schedule.due(p.leases, w.leases, float(second))
+    assert due == {"fc-a": "a"}  # fc-c has no Lease yet: the pass creates it
+    (renew,) = renewals(due, at(10))
+    assert isinstance(renew, RenewLease) and renew.owner == ("computeproviders", "a")
+    assert renew.renew_time.startswith("2026-03-01T12:00:10")
+
+
+def test_renewals_are_spread_evenly_and_come_once_a_period() -> None:
+    names = {f"fc-p{i:04d}": f"p{i:04d}" for i in range(1000)}
+    schedule = RenewalSchedule(period=16.0)
+    per_second: list[int] = []
+    renewed: dict[str, list[int]] = {}
+    for second in range(64):
+        due = schedule.due(names, names, float(second))
+        per_second.append(len(due))
+        for name in due:
+            renewed.setdefault(name, []).append(second)
+    steady = per_second[16:]
+    assert max(steady) <= 1000 / 16 * 1.6 and min(steady) >= 1000 / 16 * 0.5, steady
+    for times in renewed.values():
+        assert all(b - a == 16 for a, b in itertools.pairwise(times)), times
+        assert times[0] <= 16
+    gone = dict(list(names.items())[:10])
+    assert schedule.due(gone, gone, 1000.0).keys() == gone.keys()
+    assert len(schedule._next) == 10
+
+
+def test_the_renewal_period_keeps_a_margin_of_a_renewal() -> None:
+    assert nodes.lease_period(50) == 16.0  # kube-controller-manager's default grace
+    assert nodes.lease_period(40) == 13.0
+    assert nodes.lease_period(2) == 1.0
+    for grace in (3, 20, 40, 50, 60, 300):
+        assert 2 * nodes.lease_period(grace) < grace  # one lost renewal is survived
 
 
 @pytest.mark.parametrize(

@@ -310,7 +310,7 @@ def test_lease_body_is_a_kubelet_like_lease_owned_by_the_node() -> None:
         },
         "spec": {
             "holderIdentity": "fc-lingang",
-            "leaseDurationSeconds": 40,
+            "leaseDurationSeconds": 50,
             "renewTime": "2025-03-01T12:00:05.123456Z",
         },
     }

@@ -31,8 +31,21 @@ ANNOTATION_MANAGED_LABELS: Final = "fedcompute.io/managed-labels"
 ANNOTATION_MANAGED_TAINTS: Final = "fedcompute.io/managed-taints"
 VIRTUAL_TAINT: Final = {"key": "fedcompute.io/virtual", "value": "true", "effect": "NoSchedule"}
 LEASE_NAMESPACE: Final = "kube-node-lease"
-LEASE_DURATION_SECONDS: Final = 40
-LEASE_RENEW_SECONDS: Final = 10
+NODE_MONITOR_GRACE_SECONDS: Final = 50
+"""kube-controller-manager's default --node-monitor-grace-period (Kubernetes 1.34): a node
+whose Lease is not renewed for this long is marked Unknown and tainted unreachable."""
+LEASE_DURATION_SECONDS: Final = NODE_MONITOR_GRACE_SECONDS
+
+
+def lease_period(grace_seconds: float) -> float:
+    """How often a virtual node's Lease is renewed, given the host's grace period.
+
+    A third of the grace period (whole seconds, at least one): a renewal may be lost and
+    the next still lands with a third of the grace period to spare, while an idle platform
+    writes as little as that margin allows (kubelets renew every 10 s).
+    """
+    return float(max(1, int(grace_seconds // 3)))
+
 
 Json = dict[str, Any]
 
@@ -325,7 +338,13 @@ def _normal(values: Mapping[str, Any] | None) -> dict[str, Any]:
     return result
 
 
-def lease_body(name: str, provider: str, node_uid: str, now: datetime) -> Json:
+def lease_body(
+    name: str,
+    provider: str,
+    node_uid: str,
+    now: datetime,
+    duration: int = LEASE_DURATION_SECONDS,
+) -> Json:
     """A node Lease like a kubelet's, owned by the Node so it goes with it."""
     return {
         "apiVersion": "coordination.k8s.io/v1",
@@ -340,7 +359,7 @@ def lease_body(name: str, provider: str, node_uid: str, now: datetime) -> Json:
         },
         "spec": {
             "holderIdentity": name,
-            "leaseDurationSeconds": LEASE_DURATION_SECONDS,
+            "leaseDurationSeconds": duration,
             "renewTime": micro_time(now),
         },
     }

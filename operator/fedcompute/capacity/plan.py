@@ -19,8 +19,9 @@ event, node, lease.
 from __future__ import annotations
 
 import functools
+import hashlib
 import traceback
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Container, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
@@ -126,9 +127,15 @@ def plan(
     now: datetime,
     *,
     memo: PlanMemo | None = None,
+    lease_seconds: int = nodes.LEASE_DURATION_SECONDS,
 ) -> Plan:
-    """Every write that brings the observed world to the desired one, and the views."""
+    """Every write that brings the observed world to the desired one, and the views.
+
+    ``lease_seconds`` is the ``leaseDurationSeconds`` of the Leases created (the host's
+    node-monitor grace period).
+    """
     planner = _Planner(snapshot, collections, now, memo or PlanMemo())
+    planner.lease_seconds = lease_seconds
     planner.plan_finalizers()
     planner.plan_invalid()
     planner.plan_providers()
@@ -137,14 +144,45 @@ def plan(
     return planner.result()
 
 
-def renewals(plan_: Plan, leases: Mapping[str, Json], now: datetime) -> list[RenewLease]:
-    """Lease renewals due now: one per virtual node that wants its Lease and has one."""
+def renewals(due: Mapping[str, str], now: datetime) -> list[RenewLease]:
+    """Renewals of the Leases in ``due`` (virtual node name -> provider), stamped ``now``."""
     stamp = nodes.micro_time(now)
     return [
         RenewLease((PROVIDERS, provider), name, nodes.LEASE_NAMESPACE, stamp)
-        for name, provider in plan_.leases.items()
-        if name in leases
+        for name, provider in due.items()
     ]
+
+
+class RenewalSchedule:
+    """When each wanted Lease is next renewed: once a period, each at a phase of its own.
+
+    The phase comes from the node's name, so renewals of thousands of Leases are spread
+    evenly over the period instead of coming in bursts, and stay spread across restarts.
+    Times are monotonic seconds, passed in (no clock is read here).
+    """
+
+    def __init__(self, period: float) -> None:
+        self.period = period
+        self._next: dict[str, float] = {}
+
+    def phase(self, name: str) -> float:
+        """``name``'s offset within the period."""
+        digest = hashlib.blake2s(name.encode(), digest_size=4).digest()
+        return self.period * int.from_bytes(digest, "big") / 2**32
+
+    def due(self, wanted: Mapping[str, str], present: Container[str], now: float) -> dict[str, str]:
+        """The Leases to renew at ``now``: wanted, existing, and whose time has come."""
+        due: dict[str, str] = {}
+        for name, provider in wanted.items():
+            if name not in present:
+                continue  # a pass creates it; renewing starts from there
+            at = self._next.setdefault(name, now + self.phase(name))
+            if at <= now:
+                due[name] = provider
+                self._next[name] = max(at + self.period, now)
+        for name in [n for n in self._next if n not in wanted]:
+            del self._next[name]
+        return due
 
 
 def describe_failure(exc: Exception) -> str:
@@ -172,6 +210,7 @@ class _Planner:
         self.collections = collections
         self.now = now
         self.memo = memo
+        self.lease_seconds = nodes.LEASE_DURATION_SECONDS
         self.intents: list[Intent] = []
         self.failures: dict[Owner, str] = {}
         self.tracebacks: dict[Owner, str] = {}
@@ -491,7 +530,9 @@ class _Planner:
             return True
         first = len(self.intents)
         if observed is None:
-            lease = nodes.lease_body(d.name, d.provider, "", self.now) if d.lease_wanted else None
+            lease = None
+            if d.lease_wanted:
+                lease = nodes.lease_body(d.name, d.provider, "", self.now, self.lease_seconds)
             self._add(CreateNode(owner, d.name, nodes.node_body(d, self.now), lease))
         else:
             meta_patch = nodes.metadata_patch(d, observed)
@@ -500,7 +541,7 @@ class _Planner:
                 self._add(PatchNode(owner, d.name, meta_patch, status_patch))
             if d.lease_wanted and not has_lease:
                 uid = str((observed.get("metadata") or {}).get("uid") or "")
-                body = nodes.lease_body(d.name, d.provider, uid, self.now)
+                body = nodes.lease_body(d.name, d.provider, uid, self.now, self.lease_seconds)
                 self._add(CreateLease(owner, d.name, body))
         self.memo.nodes[d.name] = NodeEntry(
             view, pool, d, observed, has_lease, self.intents[first:]

@@ -7,6 +7,7 @@ import logging
 import os
 from typing import Any
 
+from fedcompute.api.common import parse_duration
 from fedcompute.kube import kubeconfigs
 
 
@@ -44,6 +45,13 @@ def register(subparsers: Any) -> None:
         help="refuse member API servers in this range too (repeatable; link-local and "
         "cloud metadata addresses are always refused)",
     )
+    run.add_argument(
+        "--node-monitor-grace-period",
+        default="50s",
+        metavar="DURATION",
+        help="the host's kube-controller-manager --node-monitor-grace-period (default 50s, "
+        "its own default): virtual nodes' Leases are renewed every third of it",
+    )
     run.add_argument("--verbose", action="store_true", help="debug logging")
     run.set_defaults(func=_run)
 
@@ -60,6 +68,14 @@ def _run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"fedcompute run: --deny-cidr: {exc}")
         return 2
+    try:
+        grace = parse_duration(args.node_monitor_grace_period)
+    except ValueError as exc:
+        print(f"fedcompute run: --node-monitor-grace-period: {exc}")
+        return 2
+    if grace < 3:
+        print("fedcompute run: --node-monitor-grace-period: must be at least 3s")
+        return 2
     kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat.PLAIN)
     if not args.verbose:
         # Kopf logs every handled watch event; only problems are worth a line.
@@ -68,7 +84,9 @@ def _run(args: argparse.Namespace) -> int:
     logging.getLogger("urllib3").setLevel(logging.WARNING)
     options = OperatorOptions(
         kubeconfig=args.kubeconfig,
-        settings=EngineSettings(namespace=args.namespace, deny_cidrs=deny),
+        settings=EngineSettings(
+            namespace=args.namespace, deny_cidrs=deny, node_monitor_grace_period=grace
+        ),
         metrics=Metrics(),
         metrics_port=args.metrics_port,
         peering=args.peering,

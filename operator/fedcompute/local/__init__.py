@@ -1,4 +1,5 @@
-"""A real local Kubernetes control plane: etcd, kube-apiserver and kwok on loopback.
+"""A real local Kubernetes control plane: etcd, kube-apiserver, kwok and (on request)
+kube-controller-manager on loopback.
 
 Used by ``fedcompute local`` and by the test suite. Binaries are built from pinned
 sources (``hack/``) or taken from envtest-style prebuilt assets; clusters are process

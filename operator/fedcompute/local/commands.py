@@ -24,6 +24,19 @@ def register(subparsers: Any) -> None:
     up.add_argument("name")
     up.add_argument("--nodes", type=int, default=0, help="simulated nodes to create (kwok)")
     _shape_args(up)
+    up.add_argument(
+        "--controller-manager",
+        action="store_true",
+        help="also run kube-controller-manager (node lifecycle and garbage collector)",
+    )
+    up.add_argument(
+        "--node-monitor-grace-period",
+        metavar="DURATION",
+        help=(
+            "how long a node may go without a heartbeat before it turns Ready=Unknown "
+            f"(with --controller-manager; default {cluster.NODE_MONITOR_GRACE_PERIOD})"
+        ),
+    )
     up.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for readiness")
     up.set_defaults(func=_up)
 
@@ -91,7 +104,14 @@ def _fail(message: str) -> int:
 
 def _up(args: argparse.Namespace) -> int:
     try:
-        c = cluster.up(args.name, nodes=args.nodes, shape=_shape(args), timeout=args.timeout)
+        c = cluster.up(
+            args.name,
+            nodes=args.nodes,
+            shape=_shape(args),
+            controller_manager=args.controller_manager,
+            node_monitor_grace_period=args.node_monitor_grace_period,
+            timeout=args.timeout,
+        )
     except (cluster.ClusterError, binaries.BinaryError) as exc:
         return _fail(str(exc))
     print(c.kubeconfig)
@@ -176,6 +196,7 @@ def _binaries(args: argparse.Namespace) -> int:
         return _fail(str(exc))
     table = {
         "kube-apiserver": found.kube_apiserver,
+        "kube-controller-manager": found.kube_controller_manager,
         "etcd": found.etcd,
         "kwok": found.kwok,
         "kubectl": found.kubectl,

@@ -1,7 +1,8 @@
 """Certificates for a local control plane, the way envtest makes them.
 
-A per-cluster CA signs the apiserver's serving certificate and client certificates
-(the admin is ``O=system:masters``); a separate key pair signs service-account tokens.
+A per-cluster CA signs the serving certificates (apiserver, controller manager) and
+client certificates (the admin is ``O=system:masters``); a separate key pair signs
+service-account tokens.
 """
 
 from __future__ import annotations
@@ -114,9 +115,11 @@ def _issue(
     return KeyPair(cert.public_bytes(serialization.Encoding.PEM), _pem_key(key))
 
 
-def make_serving(ca: KeyPair, names: tuple[str, ...]) -> KeyPair:
-    """The apiserver's serving certificate for the given DNS names and IPs."""
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")])
+def make_serving(
+    ca: KeyPair, names: tuple[str, ...], common_name: str = "kube-apiserver"
+) -> KeyPair:
+    """A serving certificate for the given DNS names and IPs (the apiserver's by default)."""
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     return _issue(ca, subject, server_names=names)
 
 

@@ -1,7 +1,8 @@
 """The owner process of one local cluster: ``python -m fedcompute.local.supervisor DIR``.
 
-It starts etcd, kube-apiserver and (when available) kwok as its children, waits for each
-to be healthy, records their PIDs in ``DIR/state.json``, then watches them. Children are
+It starts etcd, kube-apiserver, (when asked) kube-controller-manager and (when available)
+kwok as its children, waits for each to be healthy, records their PIDs in
+``DIR/state.json``, then watches them. Children are
 started with PR_SET_PDEATHSIG, so if the supervisor is killed outright they die with it;
 ``fedcompute local`` notices the dead supervisor and removes what is left. SIGTERM stops
 the children in reverse order and exits.
@@ -18,6 +19,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
@@ -38,14 +40,27 @@ def _on_signal(signum: int, frame: object) -> None:
     _stopping = True
 
 
-def _wait_http(url: str, *, context: ssl.SSLContext | None, timeout: float) -> None:
+def _wait_http(
+    url: str,
+    *,
+    context: ssl.SSLContext | None,
+    timeout: float,
+    healthy: Callable[[str], bool] = lambda body: True,
+    child: tuple[str, subprocess.Popen[bytes]] | None = None,
+) -> None:
+    """Poll ``url`` until it answers 200 with a body ``healthy`` accepts; give up early
+    when ``child`` (the name and process serving it) has exited."""
     deadline = time.monotonic() + timeout
-    last: Exception | None = None
+    last: object = None
     while time.monotonic() < deadline and not _stopping:
+        if child is not None and child[1].poll() is not None:
+            raise RuntimeError(f"{child[0]} exited with code {child[1].returncode}")
         try:
             with urllib.request.urlopen(url, timeout=2, context=context) as r:  # noqa: S310
-                if r.status == 200:
+                body = r.read().decode(errors="replace")
+                if r.status == 200 and healthy(body):
                     return
+                last = body.strip()
         except Exception as exc:
             last = exc
         time.sleep(0.2)
@@ -108,6 +123,41 @@ def _etcd_args(spec: dict[str, Any], d: Path) -> list[str]:
     ]
 
 
+# What each of the two controllers is called in the controller manager's health checks.
+_CONTROLLER_CHECKS = ("node-lifecycle-controller", "garbage-collector-controller")
+
+
+def _controller_manager_args(spec: dict[str, Any], d: Path) -> list[str]:
+    """Only the two controllers, one process, one identity: no leader election (one
+    replica), no per-controller service-account tokens (the harness's certificate
+    carries the rights), and secure serving on loopback with a certificate from the
+    cluster's CA. /healthz needs no credentials (it is always allowed), so no
+    authentication or authorization kubeconfig is given."""
+    pki = d / "pki"
+    manager = spec["controllerManager"]
+    return [
+        spec["binaries"]["kube-controller-manager"],
+        f"--kubeconfig={d / 'controller-manager.kubeconfig'}",
+        f"--controllers={','.join(manager['controllers'])}",
+        "--leader-elect=false",
+        "--use-service-account-credentials=false",
+        f"--node-monitor-grace-period={manager['nodeMonitorGracePeriod']}",
+        f"--node-monitor-period={manager['nodeMonitorPeriod']}",
+        f"--node-startup-grace-period={manager['nodeStartupGracePeriod']}",
+        "--bind-address=127.0.0.1",
+        f"--secure-port={spec['ports']['controller_manager']}",
+        f"--tls-cert-file={pki / 'controller-manager.crt'}",
+        f"--tls-private-key-file={pki / 'controller-manager.key'}",
+        "--profiling=false",
+        "--v=1",
+    ]
+
+
+def _controllers_started(body: str) -> bool:
+    """Each controller adds its health check once started; /healthz says ok before."""
+    return all(f"[+]{name} ok" in body for name in _CONTROLLER_CHECKS)
+
+
 def _kwok_args(spec: dict[str, Any], d: Path) -> list[str]:
     (d / "kwok.yaml").write_text(
         "apiVersion: config.kwok.x-k8s.io/v1alpha1\nkind: KwokConfiguration\noptions: {}\n"
@@ -158,8 +208,21 @@ def run(directory: Path) -> int:
         )
         record("starting")
         _wait_http(f"{spec['server']}/readyz", context=tls, timeout=120)
+        if spec.get("controllerManager"):
+            children["kube-controller-manager"] = _start(
+                "kube-controller-manager", _controller_manager_args(spec, directory), logs
+            )
         if spec["binaries"].get("kwok"):
             children["kwok"] = _start("kwok", _kwok_args(spec, directory), logs)
+        record("starting")
+        if spec.get("controllerManager"):
+            _wait_http(
+                f"https://127.0.0.1:{spec['ports']['controller_manager']}/healthz?verbose",
+                context=ssl.create_default_context(cafile=str(directory / "pki" / "ca.crt")),
+                timeout=90,
+                healthy=_controllers_started,
+                child=("kube-controller-manager", children["kube-controller-manager"]),
+            )
         record("ready")
         while not _stopping:
             for name, proc in children.items():
@@ -173,7 +236,7 @@ def run(directory: Path) -> int:
         record("failed", str(exc))
         code = 1
     finally:
-        for name in ("kwok", "kube-apiserver", "etcd"):
+        for name in ("kwok", "kube-controller-manager", "kube-apiserver", "etcd"):
             child = children.get(name)
             if child is not None and child.poll() is None:
                 child.terminate()

@@ -48,8 +48,10 @@ class EngineSettings:
     write_concurrency: int = 16
     collect_concurrency: int = 16
     slow_collect_concurrency: int = 4
-    debounce: float = 0.2
-    lease_interval: float = nodes.LEASE_RENEW_SECONDS
+    debounce: float = 0.05
+    node_monitor_grace_period: float = nodes.NODE_MONITOR_GRACE_SECONDS
+    """The host's kube-controller-manager --node-monitor-grace-period: Leases are renewed
+    every third of it (see :func:`fedcompute.capacity.nodes.lease_period`)."""
     resync_interval: float = 300.0
     max_backoff: float = 60.0
 
@@ -187,7 +189,11 @@ class Engine:
         self.metrics.reconciles.inc()
         started = time.monotonic()
         plan = planning.plan(
-            self.world.snapshot(), self.world.collections, self.clock(), memo=self._memo
+            self.world.snapshot(),
+            self.world.collections,
+            self.clock(),
+            memo=self._memo,
+            lease_seconds=int(self.settings.node_monitor_grace_period),
         )
         self.plan = plan
         self.metrics.plan.update(plan, self.world.collections)
@@ -286,15 +292,16 @@ class Engine:
     # --- Leases and resync ---------------------------------------------------------------
 
     async def _lease_loop(self) -> None:
+        """Renew each wanted Lease once a period, spread evenly over it (no bursts)."""
+        schedule = planning.RenewalSchedule(
+            nodes.lease_period(self.settings.node_monitor_grace_period)
+        )
         while True:
-            await asyncio.sleep(self.settings.lease_interval)
-            due = self._due(
-                {
-                    r.owner: [r]
-                    for r in planning.renewals(self.plan, self.world.leases, self.clock())
-                }
-            )
-            await self._settle(await self.actuator.execute(due))
+            await asyncio.sleep(min(1.0, schedule.period / 4))
+            due = schedule.due(self.plan.leases, self.world.leases, time.monotonic())
+            chains = self._due({r.owner: [r] for r in planning.renewals(due, self.clock())})
+            if chains:
+                await self._settle(await self.actuator.execute(chains))
 
     async def _resync_loop(self) -> None:
         """Re-list nodes and Leases now and then, to repair changes made behind our back."""

@@ -41,6 +41,15 @@ def stream(intent: Intent) -> str:
     return NODE
 
 
+def lean(body: Json) -> Json:
+    """``body`` without ``metadata.managedFields``: no plan reads them, and at thousands
+    of objects they are most of the world's memory."""
+    meta = body.get("metadata")
+    if isinstance(meta, dict) and "managedFields" in meta:
+        body = {**body, "metadata": {k: v for k, v in meta.items() if k != "managedFields"}}
+    return body
+
+
 def newer_or_same(incoming: Json, current: Json | None) -> bool:
     """Whether ``incoming`` may replace ``current`` (resourceVersions compared as numbers).
 
@@ -91,7 +100,7 @@ class World:
             return None
         if previous is not None and not newer_or_same(body, previous.body):
             return previous  # an older event than our own write's answer
-        objects[name] = _observed(plural, body)
+        objects[name] = _observed(plural, lean(body))
         return previous
 
     def apply(self, outcomes: Iterable[Outcome]) -> None:
@@ -137,18 +146,18 @@ class World:
                 return  # the watch delivers the deletion; nothing to keep meanwhile
             current = objects.get(name)
             if current is not None and newer_or_same(body, current.body):
-                objects[name] = _observed(collection, body)
+                objects[name] = _observed(collection, lean(body))
             return
         store = self.nodes if collection == NODES else self.leases
         if body is None:
             store.pop(name, None)
         elif newer_or_same(body, store.get(name)):
-            store[name] = body
+            store[name] = lean(body)
 
     def replace_virtual(self, node_list: list[Json], lease_list: list[Json]) -> None:
         """Take a fresh listing of the virtual Nodes and Leases as the truth."""
-        self.nodes = {n["metadata"]["name"]: n for n in node_list}
-        self.leases = {x["metadata"]["name"]: x for x in lease_list}
+        self.nodes = {n["metadata"]["name"]: lean(n) for n in node_list}
+        self.leases = {x["metadata"]["name"]: lean(x) for x in lease_list}
 
 
 def _observed(plural: str, body: Json) -> Observed:
