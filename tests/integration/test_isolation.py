@@ -255,7 +255,7 @@ def test_conditions_someone_else_wrote_are_dropped(platform: Platform, innocent:
             lambda: (
                 (p := platform.provider("tampered"))
                 and {c["type"] for c in p["status"].get("conditions") or []}
-                == {"Ready", "Collected", "Claimed"}
+                == {"Ready", "Collected", "Claimed", "Reconciling", "Stalled"}
                 and p["status"]["capacity"]["cpu"] == "64"
                 and p
             ),
