@@ -72,8 +72,9 @@ def host() -> Iterator[cluster.Cluster]:
     cluster.down(c.name)
 
 
-# Short, to keep tests of stale Leases fast, yet twice the 10 s at which kubelets, kwok
-# and the operator renew theirs. Tests read it back from the cluster's spec.
+# Short, to keep tests of stale Leases fast, yet twice the 10 s at which kwok renews its
+# nodes' Leases. Tests read it back from the cluster's spec, and hand it to an operator
+# they run there (--node-monitor-grace-period), which renews at a third of it.
 CONTROLLER_MANAGER_GRACE_PERIOD = "20s"
 
 

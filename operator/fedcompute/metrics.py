@@ -152,7 +152,7 @@ class PlanCollector(Collector):
 def _last_collection(view: ProviderView, collection: Collection | None) -> datetime | None:
     if collection is not None and collection.succeeded_at is not None and not collection.resumed:
         return collection.succeeded_at
-    return view.status.last_collection_time
+    return view.last_collection_time
 
 
 class Metrics:

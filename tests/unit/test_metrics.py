@@ -11,7 +11,6 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from fedcompute import quantities
 from fedcompute.api.pool import RegionPoolStatus
-from fedcompute.api.provider import ComputeProviderStatus
 from fedcompute.capacity.claims import Claim
 from fedcompute.capacity.inventory import AcceleratorInventory
 from fedcompute.capacity.plan import Plan, PoolView
@@ -77,7 +76,7 @@ def view(
         ready=ready,
         offered=ready,
         claim=Claim(pool, 0) if pool else None,
-        status=ComputeProviderStatus(),
+        status_wire={},
         capacity=f.get("capacity", {}),
         allocatable=f.get("allocatable", {}),
         allocated=f.get("allocated", {}),
@@ -205,7 +204,9 @@ def test_no_collection_and_no_status_time_publishes_no_timestamp() -> None:
 def test_a_resumed_collection_reports_the_time_in_status_not_the_restart() -> None:
     m = Metrics()
     v = view()
-    v = ProviderView(**{**v.__dict__, "status": ComputeProviderStatus(last_collection_time=T0)})
+    v = ProviderView(
+        **{**v.__dict__, "status_wire": {"lastCollectionTime": "2026-01-01T00:00:00Z"}}
+    )
     resumed = {
         "lingang": Collection(
             succeeded_at=datetime(2027, 1, 1, tzinfo=UTC), carried_ready=("True", "Fresh", "")

@@ -12,7 +12,7 @@ import pytest
 from fedcompute import quantities
 from fedcompute.api.common import find_condition
 from fedcompute.api.pool import Reason, RegionPool, RegionPoolStatus
-from fedcompute.api.provider import ComputeProvider, ComputeProviderStatus
+from fedcompute.api.provider import ComputeProvider
 from fedcompute.api.provider import Reason as ProviderReason
 from fedcompute.capacity.claims import Claim
 from fedcompute.capacity.inventory import AcceleratorInventory
@@ -61,7 +61,7 @@ def view(
         ready=ready,
         offered=ready and schedulable,
         claim=Claim("main", 0),
-        status=ComputeProviderStatus(),
+        status_wire={},
         capacity=capacity,
         allocatable=dict(capacity),
         allocated=allocated,

@@ -13,7 +13,7 @@ import pytest
 
 from fedcompute import __version__, quantities
 from fedcompute.api.pool import RegionPool
-from fedcompute.api.provider import ComputeProvider, ComputeProviderStatus, Reason
+from fedcompute.api.provider import ComputeProvider, Reason
 from fedcompute.capacity import nodes
 from fedcompute.capacity.claims import Claim
 from fedcompute.capacity.inventory import AcceleratorInventory
@@ -83,7 +83,7 @@ def view(
         ready=ready,
         offered=ready,
         claim=Claim("main", 0),
-        status=ComputeProviderStatus(),
+        status_wire={},
         capacity=cap,
         allocatable=dict(cap),
         available=free,

@@ -20,7 +20,6 @@ from fedcompute.api.pool import RegionPool
 from fedcompute.capacity import claims, nodes
 from fedcompute.capacity.providers import Collection, ProviderView
 from fedcompute.capacity.snapshot import Observed
-from fedcompute.intents import Intent
 
 
 @dataclass
@@ -37,7 +36,8 @@ class ProviderEntry:
     rejected: str | None
     stale: bool
     view: ProviderView
-    intents: list[Intent]
+    converged: bool
+    """The plan had no intents: it is what the world already is, whatever the clock."""
 
 
 @dataclass
@@ -49,7 +49,7 @@ class NodeEntry:
     desired: nodes.DesiredNode
     node: Any
     lease: bool
-    intents: list[Intent]
+    converged: bool
 
 
 @dataclass
@@ -63,7 +63,7 @@ class PoolEntry:
     nodes: int
     rejected: str | None
     view: Any
-    intents: list[Intent]
+    converged: bool
 
 
 @dataclass

@@ -402,7 +402,7 @@ class _Planner:
             and entry.stale == stale
             and (collection is not None or provider.spec.source.static is not None)
         ):
-            if entry.obs is obs and not entry.intents:  # converged: independent of the clock
+            if entry.obs is obs and entry.converged:  # converged: independent of the clock
                 return entry.view
             body = obs.body
             if (
@@ -410,10 +410,12 @@ class _Planner:
                 and (obs.metadata.get("generation"), obs.metadata.get("labels")) == entry.labels
                 and obs.raw_status == entry.view.status_wire
             ):  # the answer to our own status write: converged, nothing to redo
-                entry.obs, entry.intents = obs, []
+                entry.obs, entry.converged = obs, True
                 return entry.view
+        full = obs.with_status()
+        assert isinstance(full, ComputeProvider)
         view = plan_provider(
-            provider, collection=collection, claim=claim, now=self.now, rejected=rejected
+            full, collection=collection, claim=claim, now=self.now, rejected=rejected
         )
         first = len(self.intents)
         self._status_patch(owner, obs, view.status_wire, ComputeProviderStatus)
@@ -426,7 +428,7 @@ class _Planner:
             rejected,
             stale,
             view,
-            self.intents[first:],
+            len(self.intents) == first,
         )
         return view
 
@@ -443,7 +445,7 @@ class _Planner:
             ready=False,
             offered=False,
             claim=claim,
-            status=provider.status or ComputeProviderStatus(),
+            status_wire=self.s.providers[name].raw_status,
             ready_reason=Reason.PLAN_FAILED,
             ready_message=message,
         )
@@ -522,7 +524,7 @@ class _Planner:
         entry = self.memo.nodes.get(d.name)
         if (
             entry is not None
-            and not entry.intents  # only a converged plan is independent of the clock
+            and entry.converged  # only a converged plan is independent of the clock
             and entry.desired is d
             and entry.node is observed
             and entry.lease == has_lease
@@ -544,7 +546,7 @@ class _Planner:
                 body = nodes.lease_body(d.name, d.provider, uid, self.now, self.lease_seconds)
                 self._add(CreateLease(owner, d.name, body))
         self.memo.nodes[d.name] = NodeEntry(
-            view, pool, d, observed, has_lease, self.intents[first:]
+            view, pool, d, observed, has_lease, len(self.intents) == first
         )
         return True
 
@@ -615,7 +617,7 @@ class _Planner:
             and entry.rejected == rejected
             and same_members(entry.members, views)
         ):
-            if entry.obs is obs and not entry.intents:  # converged: independent of the clock
+            if entry.obs is obs and entry.converged:  # converged: independent of the clock
                 self.pool_views[pool.name] = entry.view
                 return True
             if (
@@ -623,10 +625,12 @@ class _Planner:
                 and obs.metadata.get("generation") == entry.generation
                 and obs.raw_status == entry.view.wire
             ):
-                entry.obs, entry.intents = obs, []  # the answer to our own status write
+                entry.obs, entry.converged = obs, True  # the answer to our own status write
                 self.pool_views[pool.name] = entry.view
                 return True
-        status = rollup.plan_pool(pool, views, nodes=count, now=self.now, rejected=rejected)
+        full = obs.with_status()
+        assert isinstance(full, RegionPool)
+        status = rollup.plan_pool(full, views, nodes=count, now=self.now, rejected=rejected)
         ready = sum(1 for v in views if v.ready)
         view = PoolView(pool.name, status, ready, len(views) - ready)
         first = len(self.intents)
@@ -640,7 +644,7 @@ class _Planner:
             count,
             rejected,
             view,
-            self.intents[first:],
+            len(self.intents) == first,
         )
         return True
 

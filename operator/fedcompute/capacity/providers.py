@@ -17,10 +17,9 @@ The rules that make the figures honest live here:
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from fedcompute.api.common import (
@@ -99,7 +98,9 @@ class ProviderView:
     offered: bool
     """Ready and schedulable: counts toward its pool's allocatable and available."""
     claim: Claim | None
-    status: ComputeProviderStatus
+    status_wire: dict[str, Any]
+    """The desired ``status`` in its wire form: the one copy kept (a model of it is made
+    only when asked for, so thousands of views stay light)."""
     capacity: Quantities = field(default_factory=dict)
     allocatable: Quantities = field(default_factory=dict)
     allocated: Quantities = field(default_factory=dict)
@@ -111,15 +112,23 @@ class ProviderView:
     reconciling: bool = False
     """Its figures do not describe its current spec yet (see the Reconciling condition)."""
 
-    @functools.cached_property
-    def status_wire(self) -> dict[str, Any]:
-        """``status`` in its wire form (computed once)."""
-        return self.status.to_wire()
+    @property
+    def status(self) -> ComputeProviderStatus:
+        """The desired status as a model (parsed on each call: for tests and rare reads)."""
+        return ComputeProviderStatus.model_validate(self.status_wire)
+
+    @property
+    def last_collection_time(self) -> datetime | None:
+        """``status.lastCollectionTime`` (cheap: no model is built)."""
+        value = self.status_wire.get("lastCollectionTime")
+        if not isinstance(value, str):
+            return None
+        return datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
 
     @property
     def has_figures(self) -> bool:
         """Whether any good inventory is known."""
-        return self.status.capacity is not None
+        return "capacity" in self.status_wire
 
 
 def static_inventory(provider: ComputeProvider) -> inventory.MemberInventory:
@@ -445,7 +454,7 @@ def plan_provider(
         ready=ready == TRUE,
         offered=ready == TRUE and not spec.unschedulable,
         claim=claim,
-        status=status,
+        status_wire=status.to_wire(),
         capacity=dict(figures.capacity) if figures else {},
         allocatable=dict(figures.allocatable) if figures else {},
         allocated=dict(figures.allocated) if figures else {},

@@ -92,19 +92,30 @@ class Observed:
         except (ValueError, ArithmeticError) as exc:  # pragma: no cover - validators are total
             self._error = f"spec: {type(exc).__name__}"
             return
+        self._model = model
+
+    @property
+    def model(self) -> Model | None:
+        """The parsed object without its status, or None when the spec does not validate.
+
+        Kept for the object's lifetime (claims read it every pass); the status is parsed
+        only when asked for (:meth:`with_status`), since a converged plan never needs it.
+        """
+        self._parse()
+        return self._model
+
+    def with_status(self) -> Model | None:
+        """:attr:`model` with the observed status salvaged into it (built on each call)."""
+        model = self.model
+        if model is None:
+            return None
         if isinstance(model, ComputeProvider):
-            status = salvage_status(
+            status: ComputeProviderStatus | RegionPoolStatus | None = salvage_status(
                 self.body.get("status"), ComputeProviderStatus, PROVIDER_CONDITIONS
             )
         else:
             status = salvage_status(self.body.get("status"), RegionPoolStatus, POOL_CONDITIONS)
-        self._model = model.model_copy(update={"status": status})
-
-    @property
-    def model(self) -> Model | None:
-        """The parsed object (status salvaged), or None when the spec does not validate."""
-        self._parse()
-        return self._model
+        return model.model_copy(update={"status": status})
 
     @property
     def error(self) -> str:

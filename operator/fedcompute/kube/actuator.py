@@ -21,12 +21,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import partial
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, TypeVar
 
 from fedcompute.api import API_VERSION
 from fedcompute.intents import (
@@ -51,6 +51,7 @@ NODES: Final = "nodes"
 LEASES: Final = "leases"
 Json = dict[str, Any]
 Result = Literal["ok", "conflict", "rejected", "failed", "skipped"]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -138,6 +139,7 @@ class Actuator:
         self.instance = (instance or socket.gethostname())[:128]
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="fc-write")
         self._slots = asyncio.Semaphore(concurrency)
+        self._concurrency = concurrency
 
     def close(self) -> None:
         """Release the threads (pending chains are cancelled)."""
@@ -148,20 +150,38 @@ class Actuator:
         async with self._slots:
             return await asyncio.get_running_loop().run_in_executor(self._pool, fn)
 
-    async def execute(self, chains: Mapping[Owner, Sequence[Intent]]) -> list[Outcome]:
-        """Run every owner's chain; returns one outcome per intent, in chain order."""
-        results = await asyncio.gather(
-            *(self.call(partial(self.run_chain, chain)) for chain in chains.values()),
-            return_exceptions=True,
-        )
-        outcomes: list[Outcome] = []
-        for chain, result in zip(chains.values(), results, strict=True):
-            if isinstance(result, BaseException):  # a bug in a step: contain it to the chain
-                log.error("writing %s failed", chain[0].owner, exc_info=result)
-                outcomes += [Outcome(i, "failed", message=type(result).__name__) for i in chain]
-            else:
-                outcomes += result
-        return outcomes
+    async def execute(
+        self,
+        chains: Mapping[Owner, Sequence[Intent]],
+        on_done: Callable[[list[Outcome]], T] | None = None,
+    ) -> list[T] | list[Outcome]:
+        """Run every owner's chain, ``concurrency`` at a time.
+
+        With ``on_done``, each chain's outcomes are handed to it (on the event loop) as
+        soon as that chain is done, and its results are returned; a chain's intents and
+        answers are let go as soon as they are handled, so the memory a large pass needs
+        shrinks as it goes. Without, all outcomes are returned in chain order.
+        """
+        queue = deque(chains.values())
+        loop = asyncio.get_running_loop()
+        handled: list[Any] = []
+
+        async def worker() -> None:
+            while queue:
+                chain = queue.popleft()
+                try:
+                    outcomes = await loop.run_in_executor(self._pool, self.run_chain, chain)
+                except Exception as exc:  # a bug in a step: contain it to the chain
+                    log.error("writing %s failed", chain[0].owner, exc_info=exc)
+                    outcomes = [Outcome(i, "failed", message=type(exc).__name__) for i in chain]
+                if on_done is not None:
+                    handled.append(on_done(outcomes))
+                else:
+                    handled.extend(outcomes)
+
+        workers = min(self._concurrency, len(queue))
+        await asyncio.gather(*(worker() for _ in range(workers)))
+        return handled
 
     def run_chain(self, chain: Iterable[Intent]) -> list[Outcome]:
         """One owner's intents in order (blocking); the first non-ok outcome stops it."""

@@ -11,9 +11,10 @@ moment loses nothing: what matters lives in the API, and start-up lists it back.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -25,14 +26,15 @@ from fedcompute.capacity import inventory, nodes
 from fedcompute.capacity import plan as planning
 from fedcompute.capacity.memo import PlanMemo
 from fedcompute.capacity.providers import Collection, member_summarizer, resumed_collection
-from fedcompute.intents import Intent, Owner, PatchStatus
+from fedcompute.intents import Owner
 from fedcompute.kube import kubeconfigs, members
-from fedcompute.kube.actuator import Actuator, Outcome, resource_of
+from fedcompute.kube.actuator import Actuator
 from fedcompute.kube.host import GROUP_PATH, Host
 from fedcompute.metrics import Metrics
 from fedcompute.reconcile.backoff import Backoff
 from fedcompute.reconcile.collecting import Scheduler
-from fedcompute.reconcile.world import NODE, World, stream
+from fedcompute.reconcile.world import NODE, World
+from fedcompute.reconcile.writing import Writer
 
 log = logging.getLogger("fedcompute.engine")
 FINALIZER = planning.FINALIZER
@@ -76,6 +78,7 @@ class Engine:
         self.passes = 0
         self.actuator = Actuator(host, concurrency=s.write_concurrency, clock=clock)
         self.backoff = Backoff(maximum=s.max_backoff)
+        self.writer = Writer(self.world, self.actuator, self.backoff, self.metrics, wake=self._wake)
         self.collector = Scheduler(
             self._collect,
             workers=s.collect_concurrency,
@@ -108,7 +111,9 @@ class Engine:
             model = obs.model
             if isinstance(model, ComputeProvider) and model.spec.source.kubernetes is not None:
                 if name not in self.world.collections:
-                    self.world.collections[name] = resumed_collection(model, self.clock())
+                    full = obs.with_status()
+                    assert isinstance(full, ComputeProvider)
+                    self.world.collections[name] = resumed_collection(full, self.clock())
                 self.collector.due_now(name)
             else:
                 self.world.collections.pop(name, None)
@@ -125,6 +130,13 @@ class Engine:
             self.world.forget_rejections(stream=NODE)
             self.backoff.forget(lambda key: isinstance(key, tuple) and key[1] == NODE)
         self._dirty.set()
+
+    def _wake(self, delay: float | None) -> None:
+        """Ask for another pass now (``None``) or after ``delay`` seconds."""
+        if delay is None:
+            self._dirty.set()
+        else:
+            asyncio.get_running_loop().call_later(delay, self._dirty.set)
 
     def _forget(self, owner: Owner) -> None:
         """A changed object gets its writes tried again at once."""
@@ -183,7 +195,7 @@ class Engine:
                 log.exception("reconcile pass failed")
                 asyncio.get_running_loop().call_later(self.settings.max_backoff, self._dirty.set)
 
-    async def reconcile_once(self) -> planning.Plan:
+    async def reconcile_once(self) -> None:
         """Plan from the observed world, write what is due, fold the answers back."""
         self.passes += 1
         self.metrics.reconciles.inc()
@@ -195,61 +207,24 @@ class Engine:
             memo=self._memo,
             lease_seconds=int(self.settings.node_monitor_grace_period),
         )
-        self.plan = plan
-        self.metrics.plan.update(plan, self.world.collections)
+        # Keep the views and Leases; the intents go as they are written (memory).
+        self.plan = dataclasses.replace(plan, intents=())
+        self.metrics.plan.update(self.plan, self.world.collections)
         self._report_failures(plan)
+        chains = self.writer.due(plan.by_owner())
+        del plan
         planned = time.monotonic()
-        chains = self._due(plan.by_owner())
-        await self._settle(await self.actuator.execute(chains))
+        writes = sum(len(c) for c in chains.values())
+        await self.writer.write(chains)
         log.info(
             "pass %d: planned %d providers and %d pools in %.2fs, %d writes in %.2fs",
             self.passes,
-            len(plan.providers),
-            len(plan.pools),
+            len(self.plan.providers),
+            len(self.plan.pools),
             planned - started,
-            sum(len(c) for c in chains.values()),
+            writes,
             time.monotonic() - planned,
         )
-        return plan
-
-    def _due(self, groups: Mapping[Owner, Sequence[Intent]]) -> dict[Owner, list[Intent]]:
-        """Each owner's intents, minus the streams still backing off."""
-        now = time.monotonic()
-        due: dict[Owner, list[Intent]] = {}
-        for owner, intents in groups.items():
-            kept = [i for i in intents if not self.backoff.waiting((owner, stream(i)), now)]
-            if kept:
-                due[owner] = kept
-        return due
-
-    async def _settle(self, outcomes: list[Outcome]) -> None:
-        """Fold the answers into the world; back off what failed; report refusals."""
-        before = dict(self.world.rejections)
-        self.world.apply(outcomes)
-        now = time.monotonic()
-        again = False
-        events: dict[Owner, list[Intent]] = {}
-        for o in outcomes:
-            key = (o.intent.owner, stream(o.intent))
-            if o.result == "ok":
-                self.backoff.succeeded(key)
-                again = again or any(body is None for _, _, body in o.observed)
-            elif o.result in ("rejected", "failed"):
-                self.backoff.failed(key, now)
-                self.metrics.write_errors.labels(resource_of(o.intent), str(o.code)).inc()
-                log.warning("write for %s/%s %s: %s", *o.intent.owner, o.result, o.message)
-                refused_status = o.result == "rejected" and isinstance(o.intent, PatchStatus)
-                if refused_status and before.get(key) != self.world.rejections.get(key):
-                    events.setdefault(o.intent.owner, []).append(self.world.refusal(o))
-            elif o.result == "conflict":
-                again = True
-        if events:
-            await self.actuator.execute(events)
-        due = self.backoff.next_due(now)
-        if due is not None:
-            asyncio.get_running_loop().call_later(due - now + 0.01, self._dirty.set)
-        if again:
-            self._dirty.set()
 
     def _report_failures(self, plan: planning.Plan) -> None:
         """Log each object's plan failure once per change (its condition says it always)."""
@@ -299,9 +274,9 @@ class Engine:
         while True:
             await asyncio.sleep(min(1.0, schedule.period / 4))
             due = schedule.due(self.plan.leases, self.world.leases, time.monotonic())
-            chains = self._due({r.owner: [r] for r in planning.renewals(due, self.clock())})
+            chains = self.writer.due({r.owner: [r] for r in planning.renewals(due, self.clock())})
             if chains:
-                await self._settle(await self.actuator.execute(chains))
+                await self.writer.write(chains)
 
     async def _resync_loop(self) -> None:
         """Re-list nodes and Leases now and then, to repair changes made behind our back."""
