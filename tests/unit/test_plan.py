@@ -7,6 +7,7 @@ import itertools
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -525,31 +526,46 @@ def test_renewals_cover_existing_leases_of_ready_nodes_only() -> None:
     schedule = RenewalSchedule(period=10.0)
     due: dict[str, str] = {}
     for second in range(21):
-        due |= schedule.due(p.leases, w.leases, float(second))
+        due |= schedule.due(p.leases, w.leases, T0.timestamp() + second)
     assert due == {"fc-a": "a"}  # fc-c has no Lease yet: the pass creates it
     (renew,) = renewals(due, at(10))
     assert isinstance(renew, RenewLease) and renew.owner == ("computeproviders", "a")
     assert renew.renew_time.startswith("2026-03-01T12:00:10")
 
 
-def test_renewals_are_spread_evenly_and_come_once_a_period() -> None:
+def _leases(names: dict[str, str], renewed: datetime) -> dict[str, Json]:
+    return {n: nodes.lease_body(n, p, "uid", renewed) for n, p in names.items()}
+
+
+def test_renewals_are_spread_evenly_and_never_later_than_a_period() -> None:
     names = {f"fc-p{i:04d}": f"p{i:04d}" for i in range(1000)}
+    created = T0.timestamp()
+    leases = _leases(names, T0)  # all created at once: the worst case for bursts
     schedule = RenewalSchedule(period=16.0)
     per_second: list[int] = []
     renewed: dict[str, list[int]] = {}
-    for second in range(64):
-        due = schedule.due(names, names, float(second))
+    for second in range(1, 65):
+        due = schedule.due(names, leases, created + second)
         per_second.append(len(due))
         for name in due:
             renewed.setdefault(name, []).append(second)
-    steady = per_second[16:]
-    assert max(steady) <= 1000 / 16 * 1.6 and min(steady) >= 1000 / 16 * 0.5, steady
+    assert max(per_second) <= 1000 / 16 * 1.6 and min(per_second) >= 1000 / 16 * 0.4, per_second
     for times in renewed.values():
+        assert times[0] <= 16  # never later than a period after the last renewal
         assert all(b - a == 16 for a, b in itertools.pairwise(times)), times
-        assert times[0] <= 16
     gone = dict(list(names.items())[:10])
-    assert schedule.due(gone, gone, 1000.0).keys() == gone.keys()
+    assert schedule.due(gone, leases, created + 1000).keys() == gone.keys()  # overdue: at once
     assert len(schedule._next) == 10
+
+
+def test_a_just_created_lease_waits_for_its_grid_time() -> None:
+    schedule = RenewalSchedule(period=16.0)
+    created = T0.timestamp()
+    leases = _leases({"fc-a": "a"}, T0)
+    first = schedule.next_after("fc-a", created)
+    assert created < first <= created + 16
+    assert schedule.due({"fc-a": "a"}, leases, first - 0.5) == {}
+    assert schedule.due({"fc-a": "a"}, leases, first) == {"fc-a": "a"}
 
 
 def test_the_renewal_period_keeps_a_margin_of_a_renewal() -> None:

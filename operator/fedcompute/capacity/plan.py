@@ -23,7 +23,7 @@ import hashlib
 import traceback
 from collections.abc import Callable, Container, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any, Final, TypeVar
 
@@ -154,11 +154,14 @@ def renewals(due: Mapping[str, str], now: datetime) -> list[RenewLease]:
 
 
 class RenewalSchedule:
-    """When each wanted Lease is next renewed: once a period, each at a phase of its own.
+    """When each wanted Lease is next renewed: on a grid of its own, once a period.
 
-    The phase comes from the node's name, so renewals of thousands of Leases are spread
-    evenly over the period instead of coming in bursts, and stay spread across restarts.
-    Times are monotonic seconds, passed in (no clock is read here).
+    Each node's Lease is renewed at the times ``phase + k * period`` (the phase comes from
+    its name, so thousands of Leases are spread evenly over the period instead of coming
+    in bursts, and stay spread across restarts): the first grid time after its last
+    renewal, which is never more than a period after it. A Lease whose grid time has
+    passed (an operator that was away) is renewed at once, then joins its grid. Times are
+    Unix seconds, passed in (no clock is read here).
     """
 
     def __init__(self, period: float) -> None:
@@ -170,19 +173,43 @@ class RenewalSchedule:
         digest = hashlib.blake2s(name.encode(), digest_size=4).digest()
         return self.period * int.from_bytes(digest, "big") / 2**32
 
-    def due(self, wanted: Mapping[str, str], present: Container[str], now: float) -> dict[str, str]:
+    def next_after(self, name: str, renewed: float) -> float:
+        """The grid time of ``name`` in ``(renewed, renewed + period]``."""
+        phase = self.phase(name)
+        k = (renewed - phase) // self.period + 1
+        return phase + k * self.period
+
+    def due(
+        self, wanted: Mapping[str, str], leases: Mapping[str, Json], now: float
+    ) -> dict[str, str]:
         """The Leases to renew at ``now``: wanted, existing, and whose time has come."""
         due: dict[str, str] = {}
         for name, provider in wanted.items():
-            if name not in present:
+            lease = leases.get(name)
+            if lease is None:
                 continue  # a pass creates it; renewing starts from there
-            at = self._next.setdefault(name, now + self.phase(name))
+            at = self._next.get(name)
+            if at is None:
+                at = self.next_after(name, _renewed(lease, now))
+                self._next[name] = at
             if at <= now:
                 due[name] = provider
-                self._next[name] = max(at + self.period, now)
+                self._next[name] = self.next_after(name, now)
         for name in [n for n in self._next if n not in wanted]:
             del self._next[name]
         return due
+
+
+def _renewed(lease: Json, default: float) -> float:
+    """A Lease's ``spec.renewTime`` in Unix seconds (``default`` when unreadable)."""
+    value = (lease.get("spec") or {}).get("renewTime")
+    if not isinstance(value, str):
+        return default
+    try:
+        stamp = datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ")
+    except ValueError:
+        return default
+    return stamp.replace(tzinfo=UTC).timestamp()
 
 
 def describe_failure(exc: Exception) -> str:

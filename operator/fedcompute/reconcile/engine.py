@@ -273,7 +273,7 @@ class Engine:
         )
         while True:
             await asyncio.sleep(min(1.0, schedule.period / 4))
-            due = schedule.due(self.plan.leases, self.world.leases, time.monotonic())
+            due = schedule.due(self.plan.leases, self.world.leases, self.clock().timestamp())
             chains = self.writer.due({r.owner: [r] for r in planning.renewals(due, self.clock())})
             if chains:
                 await self.writer.write(chains)
