@@ -608,7 +608,7 @@ def test_an_idle_minute_costs_only_lease_writes(platform: Platform) -> None:
     }
     assert ours == {}, delta
     lease_patches = delta.get(("leases", "", "PATCH"), 0)
-    assert 5 * 3 <= lease_patches <= 5 * 4 + 1, delta  # every 16 s per node (grace 50 s)
+    assert 5 * 2 <= lease_patches <= 5 * 3 + 1, delta  # every 22 s per node (grace 50 s)
     platform.delete("computeprovider", *(f"idle-{i}" for i in range(5)))
     platform.delete("regionpool", "idle-pool")
 

@@ -40,11 +40,12 @@ LEASE_DURATION_SECONDS: Final = NODE_MONITOR_GRACE_SECONDS
 def lease_period(grace_seconds: float) -> float:
     """How often a virtual node's Lease is renewed, given the host's grace period.
 
-    A third of the grace period (whole seconds, at least one): a renewal may be lost and
-    the next still lands with a third of the grace period to spare, while an idle platform
-    writes as little as that margin allows (kubelets renew every 10 s).
+    The lowest safe rate: one renewal may be lost and the next still lands inside the
+    grace period, with a tenth of it (at least 5 s) to spare for latency. For the default
+    50 s that is every 22 s (kubelets renew every 10 s).
     """
-    return float(max(1, int(grace_seconds // 3)))
+    slack = max(5.0, grace_seconds / 10)
+    return float(max(1, int((grace_seconds - slack) // 2)))
 
 
 Json = dict[str, Any]

@@ -50,7 +50,7 @@ def register(subparsers: Any) -> None:
         default="50s",
         metavar="DURATION",
         help="the host's kube-controller-manager --node-monitor-grace-period (default 50s, "
-        "its own default): virtual nodes' Leases are renewed every third of it",
+        "its own default): virtual nodes' Leases are renewed just under every half of it",
     )
     run.add_argument("--verbose", action="store_true", help="debug logging")
     run.set_defaults(func=_run)

@@ -53,7 +53,8 @@ class EngineSettings:
     debounce: float = 0.05
     node_monitor_grace_period: float = nodes.NODE_MONITOR_GRACE_SECONDS
     """The host's kube-controller-manager --node-monitor-grace-period: Leases are renewed
-    every third of it (see :func:`fedcompute.capacity.nodes.lease_period`)."""
+    just under every half of it, so one lost renewal is survived (see
+    :func:`fedcompute.capacity.nodes.lease_period`)."""
     resync_interval: float = 300.0
     max_backoff: float = 60.0
 
