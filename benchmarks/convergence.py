@@ -6,7 +6,9 @@ reported with the median ratio):
 * baseline: a bare client (the same HTTP transport, the same 16-way concurrency) makes
   exactly the writes a converged platform needs, with the very bodies the operator
   writes (computed ahead by the same pure planning code): finalizers on every object,
-  every provider's status, every virtual node, every lease, every pool's status;
+  every provider's status, every virtual node, every lease, every pool's status, and,
+  like the operator, renews the Leases it has created on the operator's own schedule
+  while it works;
 * operator: the same objects, then ``fedcompute run`` started as users run it; timed
   until every pool's status is correct and every node and lease exists.
 
@@ -28,6 +30,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -42,6 +45,7 @@ from fedcompute.api.pool import RegionPool
 from fedcompute.api.provider import ComputeProvider
 from fedcompute.capacity import claims, rollup
 from fedcompute.capacity import nodes as vnodes
+from fedcompute.capacity.plan import RenewalSchedule
 from fedcompute.capacity.providers import plan_provider
 from fedcompute.kube.host import Host, HostError
 from fedcompute.local import cluster
@@ -162,28 +166,59 @@ def planned_writes(
 
 
 def baseline(host: Host, planned: tuple[dict[str, Any], dict[str, Any], dict[str, Any]]) -> None:
-    """The same writes as a converged operator, made by a bare client."""
+    """The same writes as a converged operator, made by a bare client.
+
+    Like the operator, it keeps the Leases it creates alive while it works: each is renewed
+    on the operator's own schedule (:class:`RenewalSchedule`, the default grace period),
+    on the same 16 threads, so both sides pay for the heartbeats a live platform needs.
+    """
     statuses, node_bodies, pool_statuses = planned
     fin = {"metadata": {"finalizers": ["fedcompute.io/finalizer"]}}
     merge = "application/merge-patch+json"
+    leases: dict[str, dict[str, Any]] = {}
+    lock = threading.Lock()
 
     def one(name: str) -> None:
         host.request("PATCH", f"{GROUP}/computeproviders/{name}", body=fin, content_type=merge)
         host.patch_status("computeproviders", name, statuses[name])
         if name in node_bodies:
             created = host.create_node(node_bodies[name])
-            host.create_lease(
+            lease = host.create_lease(
                 vnodes.lease_body(f"fc-{name}", name, created["metadata"]["uid"], _now())
             )
+            with lock:
+                leases[f"fc-{name}"] = lease
 
     def one_pool(name: str) -> None:
         host.request("PATCH", f"{GROUP}/regionpools/{name}", body=fin, content_type=merge)
         host.patch_status("regionpools", name, pool_statuses[name])
 
-    run_parallel(
-        [functools.partial(one, n) for n in statuses]
-        + [functools.partial(one_pool, n) for n in pool_statuses]
-    )
+    with ThreadPoolExecutor(CONCURRENCY) as pool_:
+        jobs = [pool_.submit(one, n) for n in statuses]
+        jobs += [pool_.submit(one_pool, n) for n in pool_statuses]
+        keep_alive(host, pool_, leases, lock, until=lambda: all(j.done() for j in jobs))
+        for job in jobs:
+            job.result()
+
+
+def keep_alive(
+    host: Host,
+    pool_: ThreadPoolExecutor,
+    leases: dict[str, dict[str, Any]],
+    lock: threading.Lock,
+    *,
+    until: Any,
+) -> None:
+    """Renew the Leases created so far on the operator's schedule, until ``until()``."""
+    schedule = RenewalSchedule(vnodes.lease_period(vnodes.NODE_MONITOR_GRACE_SECONDS))
+    while not until():
+        time.sleep(1.0)
+        with lock:
+            current = dict(leases)
+        wanted = {name: name for name in current}
+        stamp = vnodes.micro_time(_now())
+        for name in schedule.due(wanted, current, _now().timestamp()):
+            pool_.submit(host.renew_lease, vnodes.LEASE_NAMESPACE, name, stamp)
 
 
 def _now() -> Any:

@@ -140,3 +140,21 @@ def test_one_key_backing_off_never_delays_another() -> None:
     assert not b.waiting(("x", STATUS), 5.0)
     b.forget(lambda key: isinstance(key, tuple) and key[0] == "x")
     assert not b.waiting(("x", NODE), 9.5)
+
+
+def test_a_new_copy_reuses_the_parsed_model_until_its_spec_changes() -> None:
+    w = World()
+    body = {**static("a"), "metadata": {"name": "a", "resourceVersion": "1", "generation": 1}}
+    w.observe("computeproviders", "ADDED", body)
+    first = w.providers["a"].model
+    w.observe(
+        "computeproviders",
+        "MODIFIED",
+        {**body, "metadata": {**body["metadata"], "resourceVersion": "2"}, "status": {"pool": "x"}},
+    )
+    assert w.providers["a"].model is first  # only the status changed
+    changed = {**body, "spec": {**body["spec"], "region": "west"}}
+    changed["metadata"] = {**body["metadata"], "resourceVersion": "3", "generation": 2}
+    w.observe("computeproviders", "MODIFIED", changed)
+    model = w.providers["a"].model
+    assert model is not first and model is not None and model.spec.region == "west"

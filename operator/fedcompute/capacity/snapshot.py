@@ -71,19 +71,31 @@ def salvage_status(
 class Observed:
     """One observed ComputeProvider or RegionPool: its raw body, parsed once on first use."""
 
-    __slots__ = ("_error", "_kind", "_model", "_parsed", "body")
+    __slots__ = ("_error", "_kind", "_model", "_parsed", "_previous", "body")
 
-    def __init__(self, kind: type[ComputeProvider] | type[RegionPool], body: Json) -> None:
+    def __init__(
+        self,
+        kind: type[ComputeProvider] | type[RegionPool],
+        body: Json,
+        previous: Observed | None = None,
+    ) -> None:
         self.body = body
         self._kind = kind
         self._model: Model | None = None
         self._error = ""
         self._parsed = False
+        self._previous = previous
+        """The copy this one replaces: its parsed model is reused while the spec, labels
+        and generation are the same (most new copies only carry a new status)."""
 
     def _parse(self) -> None:
         if self._parsed:
             return
         self._parsed = True
+        previous, self._previous = self._previous, None
+        if previous is not None and previous._parsed and _same_spec(previous.body, self.body):
+            self._model, self._error = previous._model, previous._error
+            return
         try:
             model = self._kind.model_validate({**self.body, "status": None})
         except ValidationError as exc:
@@ -155,6 +167,18 @@ class Observed:
         """The status exactly as observed ({} when absent or not an object)."""
         status = self.body.get("status")
         return status if isinstance(status, dict) else {}
+
+
+def _same_spec(a: Json, b: Json) -> bool:
+    """Whether two copies of an object parse to the same model, status aside."""
+    ma, mb = a.get("metadata") or {}, b.get("metadata") or {}
+    return (
+        a.get("spec") == b.get("spec")
+        and ma.get("generation") == mb.get("generation")
+        and ma.get("labels") == mb.get("labels")
+        and ma.get("uid") == mb.get("uid")
+        and ma.get("name") == mb.get("name")
+    )
 
 
 @dataclass(frozen=True)

@@ -82,8 +82,10 @@ class Host:
         body: Any = None,
         query: list[tuple[str, str]] | None = None,
         content_type: str = "application/json",
+        decode: bool = True,
     ) -> Json:
-        """One API call; returns the decoded JSON body."""
+        """One API call; returns the decoded JSON body ({} with ``decode=False``, for
+        writes whose answer nobody reads: decoding it would only cost CPU)."""
         self.requests.add(method)
         headers = {"Accept": "application/json", "Content-Type": content_type}
         try:
@@ -103,7 +105,7 @@ class Host:
             raise HostError(0, f"{method} {path}: {type(exc).__name__}") from None
         if not 200 <= response.status < 300:
             raise HostError(response.status, _short(response.status, response.reason, data))
-        decoded: Json = json.loads(data) if data else {}
+        decoded: Json = json.loads(data) if data and decode else {}
         return decoded
 
     def list_all(self, path: str, *, label_selector: str | None = None) -> Iterator[Json]:
@@ -163,13 +165,16 @@ class Host:
         """Create a Lease in its namespace."""
         return self.request("POST", leases_path(body["metadata"]["namespace"]), body=body)
 
-    def renew_lease(self, namespace: str, name: str, renew_time: str) -> Json:
-        """Move a Lease's renewTime forward."""
+    def renew_lease(
+        self, namespace: str, name: str, renew_time: str, *, decode: bool = True
+    ) -> Json:
+        """Move a Lease's renewTime forward (``decode=False``: the answer is not needed)."""
         return self.request(
             "PATCH",
             leases_path(namespace, name),
             body={"spec": {"renewTime": renew_time}},
             content_type=MERGE,
+            decode=decode,
         )
 
     def delete_lease(self, namespace: str, name: str) -> None:

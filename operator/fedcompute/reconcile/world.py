@@ -100,7 +100,7 @@ class World:
             return None
         if previous is not None and not newer_or_same(body, previous.body):
             return previous  # an older event than our own write's answer
-        objects[name] = _observed(plural, lean(body))
+        objects[name] = _observed(plural, lean(body), previous)
         return previous
 
     def apply(self, outcomes: Iterable[Outcome]) -> None:
@@ -146,7 +146,7 @@ class World:
                 return  # the watch delivers the deletion; nothing to keep meanwhile
             current = objects.get(name)
             if current is not None and newer_or_same(body, current.body):
-                objects[name] = _observed(collection, lean(body))
+                objects[name] = _observed(collection, lean(body), current)
             return
         store = self.nodes if collection == NODES else self.leases
         if body is None:
@@ -160,5 +160,5 @@ class World:
         self.leases = {x["metadata"]["name"]: lean(x) for x in lease_list}
 
 
-def _observed(plural: str, body: Json) -> Observed:
-    return Observed(ComputeProvider if plural == PROVIDERS else RegionPool, body)
+def _observed(plural: str, body: Json, previous: Observed | None = None) -> Observed:
+    return Observed(ComputeProvider if plural == PROVIDERS else RegionPool, body, previous)
