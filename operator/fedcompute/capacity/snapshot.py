@@ -71,7 +71,7 @@ def salvage_status(
 class Observed:
     """One observed ComputeProvider or RegionPool: its raw body, parsed once on first use."""
 
-    __slots__ = ("_error", "_kind", "_model", "_parsed", "_previous", "body")
+    __slots__ = ("_error", "_inherit", "_kind", "_model", "_parsed", "body")
 
     def __init__(
         self,
@@ -84,17 +84,23 @@ class Observed:
         self._model: Model | None = None
         self._error = ""
         self._parsed = False
-        self._previous = previous
-        """The copy this one replaces: its parsed model is reused while the spec, labels
-        and generation are the same (most new copies only carry a new status)."""
+        self._inherit: tuple[Json, Model | None, str] | None = None
+        """The identity, spec and parse of the copy this one replaces: its model is reused
+        while they are the same (most new copies only carry a new status). Only these
+        are kept, never the older body itself."""
+        if previous is not None:
+            if previous._parsed:
+                self._inherit = (_identity(previous.body), previous._model, previous._error)
+            else:
+                self._inherit = previous._inherit
 
     def _parse(self) -> None:
         if self._parsed:
             return
         self._parsed = True
-        previous, self._previous = self._previous, None
-        if previous is not None and previous._parsed and _same_spec(previous.body, self.body):
-            self._model, self._error = previous._model, previous._error
+        inherit, self._inherit = self._inherit, None
+        if inherit is not None and inherit[0] == _identity(self.body):
+            self._model, self._error = inherit[1], inherit[2]
             return
         try:
             model = self._kind.model_validate({**self.body, "status": None})
@@ -169,16 +175,16 @@ class Observed:
         return status if isinstance(status, dict) else {}
 
 
-def _same_spec(a: Json, b: Json) -> bool:
-    """Whether two copies of an object parse to the same model, status aside."""
-    ma, mb = a.get("metadata") or {}, b.get("metadata") or {}
-    return (
-        a.get("spec") == b.get("spec")
-        and ma.get("generation") == mb.get("generation")
-        and ma.get("labels") == mb.get("labels")
-        and ma.get("uid") == mb.get("uid")
-        and ma.get("name") == mb.get("name")
-    )
+def _identity(body: Json) -> Json:
+    """What a model is parsed from, status aside: copies equal in this parse the same."""
+    meta = body.get("metadata") or {}
+    return {
+        "spec": body.get("spec"),
+        "generation": meta.get("generation"),
+        "labels": meta.get("labels"),
+        "uid": meta.get("uid"),
+        "name": meta.get("name"),
+    }
 
 
 @dataclass(frozen=True)
