@@ -272,16 +272,30 @@ def region_pool(
     }
 
 
-def start_platform(name: str, log_path: Path) -> Iterator[Platform]:
-    """A dedicated host cluster with CRDs and the operator namespace, then the operator."""
+def start_platform(
+    name: str, log_path: Path, *, node_monitor_grace_period: str | None = None
+) -> Iterator[Platform]:
+    """A dedicated host cluster with CRDs and the operator namespace, then the operator.
+
+    With ``node_monitor_grace_period`` the host runs kube-controller-manager (the node
+    lifecycle controller and the garbage collector) with that grace period, and the
+    operator is told the same.
+    """
     from tests.conftest import start_cluster
 
-    host = start_cluster(name)
+    args: tuple[str, ...] = ("--standalone",)
+    if node_monitor_grace_period is None:
+        host = start_cluster(name)
+    else:
+        host = start_cluster(
+            name, controller_manager=True, node_monitor_grace_period=node_monitor_grace_period
+        )
+        args += (f"--node-monitor-grace-period={node_monitor_grace_period}",)
     try:
         host.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
         host.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
         host.kubectl("create", "namespace", NAMESPACE)
-        platform = Platform(host=host, log_path=log_path)
+        platform = Platform(host=host, log_path=log_path, extra_args=args)
         platform.start()
         yield platform
         platform.stop()
