@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import json
 import os
 import re
 import signal
@@ -328,7 +329,11 @@ class Run:
     op_plane_cpu: float
     rss: float
     passes: list[tuple[float, int]]
-    """(plan seconds, writes) of each operator pass, from its log."""
+    """(plan seconds, writes) of each operator pass until converged, from its log."""
+    end_to_end: list[float]
+    """Seconds from patching one provider to its status showing the change."""
+    changed: list[float]
+    """Plan plus write seconds of each pass a single change caused, from the log."""
 
     @property
     def ratio(self) -> float:
@@ -336,6 +341,7 @@ class Run:
 
 
 PASS_LINE = re.compile(r"pass \d+: planned .* in ([0-9.]+)s, (\d+) writes")
+PASS_TIMES = re.compile(r"pass \d+: planned .* in ([0-9.]+)s, (\d+) writes in ([0-9.]+)s")
 
 
 def measure_baseline(c: cluster.Cluster, host: Host, args: argparse.Namespace) -> list[float]:
@@ -358,7 +364,8 @@ def measure_baseline(c: cluster.Cluster, host: Host, args: argparse.Namespace) -
 
 def measure_operator(
     c: cluster.Cluster, host: Host, args: argparse.Namespace
-) -> tuple[list[float], list[tuple[float, int]]] | None:
+) -> tuple[list[float], list[tuple[float, int]], list[float], list[float]] | None:
+    """Time the operator from start to converged, then single changes; clean up."""
     create_objects(host, args.providers, args.pools)
     before = apiserver_requests(c)
     log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench-operator-{os.getpid()}.log"
@@ -380,6 +387,10 @@ def measure_operator(
         op_time = time.monotonic() - started
         op_plane_cpu = control_plane_cpu(c) - plane_cpu
         op_cpu = cpu_seconds(proc.pid)
+        own_reads = sum(host.requests.counts.values()) - own_reads
+        op_requests = apiserver_requests(c) - before - 1 - own_reads
+        mark = log_path.stat().st_size
+        end_to_end = single_changes(host, args.changes)
         rss = peak_rss_mb(proc.pid)
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -387,16 +398,54 @@ def measure_operator(
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             proc.kill()
-    # Leave out the benchmark's own convergence checks (counted by its client).
-    own_reads = sum(host.requests.counts.values()) - own_reads
-    op_requests = apiserver_requests(c) - before - 1 - own_reads
     log.close()
-    passes = [
-        (float(m.group(1)), int(m.group(2)))
-        for m in PASS_LINE.finditer(log_path.read_text(errors="replace"))
+    text = log_path.read_text(errors="replace")
+    passes = [(float(m.group(1)), int(m.group(2))) for m in PASS_LINE.finditer(text[:mark])]
+    changed = [
+        float(m.group(1)) + float(m.group(3))
+        for m in PASS_TIMES.finditer(text[mark:])
+        if int(m.group(2)) > 0
     ]
     clean(c, host)
-    return [op_time, op_requests, op_cpu, op_plane_cpu, rss], passes
+    return [op_time, op_requests, op_cpu, op_plane_cpu, rss], passes, end_to_end, changed
+
+
+def single_changes(host: Host, n: int) -> list[float]:
+    """Change one provider at a time; seconds from the patch to its status showing it."""
+    latencies = []
+    for i in range(n):
+        name = f"p-{i * 37 % 1000:04d}"
+        cpu = str(200 + i)
+        patch = {"spec": {"source": {"static": {"resources": {"cpu": cpu}}}}}
+        started = time.monotonic()
+        host.request(
+            "PATCH",
+            f"{GROUP}/computeproviders/{name}",
+            body=patch,
+            content_type="application/merge-patch+json",
+        )
+        while True:
+            status = host.request("GET", f"{GROUP}/computeproviders/{name}").get("status") or {}
+            if (status.get("allocatable") or {}).get("cpu") == cpu:
+                break
+            time.sleep(0.01)
+        latencies.append(time.monotonic() - started)
+        time.sleep(1.0)
+    return latencies
+
+
+def lifecycle_marks(c: cluster.Cluster) -> list[str]:
+    """Virtual nodes the node lifecycle controller ever marked (its NodeNotReady events)."""
+    text = c.kubectl(
+        "get", "events", "-A", "--field-selector", "involvedObject.kind=Node", "-o", "json"
+    ).stdout
+    return sorted(
+        {
+            e["involvedObject"]["name"]
+            for e in json.loads(text)["items"]
+            if e.get("reason") == "NodeNotReady" and e["involvedObject"]["name"].startswith("fc-")
+        }
+    )
 
 
 def report(run: Run, index: int) -> None:
@@ -418,45 +467,97 @@ def report(run: Run, index: int) -> None:
         f"total {sum(plan_times):.2f} s, writes {sum(w for _, w in run.passes)} "
         f"(first pass {run.passes[0][1] if run.passes else 0})"
     )
+    if run.changed:
+        print(
+            f"one changed provider: pass (plan + writes) median "
+            f"{statistics.median(run.changed) * 1000:.0f} ms, max {max(run.changed) * 1000:.0f} ms "
+            f"over {len(run.changed)} passes; patch to status median "
+            f"{statistics.median(run.end_to_end) * 1000:.0f} ms"
+        )
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--providers", type=int, default=1000)
-    parser.add_argument("--pools", type=int, default=50)
-    parser.add_argument("--runs", type=int, default=3, help="runs to take the median of")
-    parser.add_argument("--timeout", type=float, default=900)
-    parser.add_argument("--rss-target", type=float, default=300, help="MB")
-    args = parser.parse_args()
+@dataclass
+class SizeResult:
+    """The median run of one size, and what it ran into."""
 
-    c = cluster.up(f"bench-{os.getpid()}", owner_pid=os.getpid(), with_kwok=False)
+    providers: int
+    pools: int
+    runs: list[Run]
+    marked: list[str]
+
+    @property
+    def median(self) -> Run:
+        ordered = sorted(self.runs, key=lambda r: r.ratio)
+        return ordered[len(ordered) // 2]
+
+
+def run_size(args: argparse.Namespace, providers: int, pools: int) -> SizeResult | None:
+    """Baseline and operator runs of one size on a fresh control plane."""
+    args.providers, args.pools = providers, pools
+    c = cluster.up(
+        f"bench-{os.getpid()}-{providers}",
+        owner_pid=os.getpid(),
+        with_kwok=False,
+        controller_manager=not args.no_controller_manager,
+    )
     try:
         c.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
         c.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
         c.kubectl("create", "namespace", "fedcompute-system")
         host = Host.from_kubeconfig(str(c.kubeconfig), pool_size=CONCURRENCY * 2)
-        print(f"providers={args.providers} pools={args.pools} regions={REGIONS}")
+        print(f"providers={providers} pools={pools} regions={REGIONS}")
         print(f"concurrency={CONCURRENCY} runs={args.runs}")
         runs: list[Run] = []
         for index in range(1, args.runs + 1):
             base = measure_baseline(c, host, args)
             measured = measure_operator(c, host, args)
             if measured is None:
-                return 1
-            op, passes = measured
-            runs.append(Run(*base, *op, passes=passes))
+                return None
+            op, passes, end_to_end, changed = measured
+            runs.append(Run(*base, *op, passes=passes, end_to_end=end_to_end, changed=changed))
             report(runs[-1], index)
-        ratio = statistics.median(r.ratio for r in runs)
-        rss = max(r.rss for r in runs)
-        print(f"=== median time ratio over {len(runs)} runs: {ratio:.2f}x; peak RSS {rss:.0f} MB")
-        ok = ratio <= 1.5 and rss < args.rss_target
-        print(
-            f"target (median <= 1.5x baseline time, < {args.rss_target:.0f} MB RSS):",
-            "met" if ok else "NOT met",
-        )
-        return 0
+        marked = [] if args.no_controller_manager else lifecycle_marks(c)
+        return SizeResult(providers, pools, runs, marked)
     finally:
         cluster.down(c.name)
+
+
+def arguments(description: str) -> argparse.ArgumentParser:
+    """The options shared by this benchmark and benchmarks/scale.py."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--runs", type=int, default=3, help="runs to take the median of")
+    parser.add_argument("--timeout", type=float, default=900)
+    parser.add_argument("--changes", type=int, default=10, help="single changes timed after")
+    parser.add_argument(
+        "--no-controller-manager",
+        action="store_true",
+        help="run the host without kube-controller-manager (node lifecycle controller, GC)",
+    )
+    return parser
+
+
+def main() -> int:
+    parser = arguments(__doc__.splitlines()[0])
+    parser.add_argument("--providers", type=int, default=1000)
+    parser.add_argument("--pools", type=int, default=50)
+    parser.add_argument("--rss-target", type=float, default=300, help="MB")
+    args = parser.parse_args()
+    result = run_size(args, args.providers, args.pools)
+    if result is None:
+        return 1
+    ratio = statistics.median(r.ratio for r in result.runs)
+    rss = max(r.rss for r in result.runs)
+    if not args.no_controller_manager:
+        print(f"virtual nodes the node lifecycle controller marked NotReady: {len(result.marked)}")
+    print(
+        f"=== median time ratio over {len(result.runs)} runs: {ratio:.2f}x; peak RSS {rss:.0f} MB"
+    )
+    ok = ratio <= 1.5 and rss < args.rss_target
+    print(
+        f"target (median <= 1.5x baseline time, < {args.rss_target:.0f} MB RSS):",
+        "met" if ok else "NOT met",
+    )
+    return 0
 
 
 if __name__ == "__main__":
