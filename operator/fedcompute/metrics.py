@@ -95,6 +95,13 @@ class PlanCollector(Collector):
             "Accelerator devices of a provider; labels provider, model, state=total|available.",
             labels=["provider", "model", "state"],
         )
+        slots = GaugeMetricFamily(
+            "fedcompute_provider_accelerator_slots",
+            "Jobs of `size` devices of one model on one node that fit now on the provider's "
+            "Ready, schedulable nodes; labels provider, pool, region, model, size (1, 2, 4, "
+            "8, 16). Absent for a static provider without devicesPerNode.",
+            labels=["provider", "pool", "region", "model", "size"],
+        )
         for name, view in sorted(plan.providers.items()):
             pool = view.claim.pool if view.claim else ""
             figures = _figures(view)
@@ -114,8 +121,11 @@ class PlanCollector(Collector):
             for model, (total, available) in sorted(models.items()):
                 devices.add_metric([name, model, "total"], total)
                 devices.add_metric([name, model, "available"], available)
+            for entry in view.status_wire.get("accelerators") or ():
+                for size, count in (entry.get("slots") or {}).items():
+                    slots.add_metric([name, pool, view.region, entry["model"], size], count)
         yield from families.values()
-        yield from (ready, last, devices)
+        yield from (ready, last, devices, slots)
 
     def _pools(self, plan: Plan) -> Iterator[Metric]:
         families = {
@@ -131,8 +141,17 @@ class PlanCollector(Collector):
             "Providers claimed by the pool; labels pool, state=ready|not_ready.",
             labels=["pool", "state"],
         )
+        slots = GaugeMetricFamily(
+            "fedcompute_pool_accelerator_slots",
+            "Jobs of `size` devices of one model on one node that fit now, summed over the "
+            "pool's Ready, schedulable providers; labels pool, model, size.",
+            labels=["pool", "model", "size"],
+        )
         for name, view in sorted(plan.pools.items()):
             status = view.status
+            for accelerator in status.accelerators or ():
+                for size, count in (accelerator.slots or {}).items():
+                    slots.add_metric([name, accelerator.model, size], count)
             figures: dict[str, Mapping[str, Decimal]] = {
                 "capacity": status.capacity or {},
                 "allocatable": status.allocatable or {},
@@ -146,7 +165,7 @@ class PlanCollector(Collector):
             providers.add_metric([name, "ready"], view.ready)
             providers.add_metric([name, "not_ready"], view.not_ready)
         yield from families.values()
-        yield providers
+        yield from (providers, slots)
 
 
 def _last_collection(view: ProviderView, collection: Collection | None) -> datetime | None:

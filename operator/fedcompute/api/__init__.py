@@ -1,9 +1,10 @@
-"""The public API of fedcompute: the ComputeProvider and RegionPool custom resources.
+"""The public API of fedcompute: the ComputeProvider, RegionPool and AcceleratorModel kinds.
 
-The pydantic models in :mod:`fedcompute.api.provider` and :mod:`fedcompute.api.pool` are the
-single source of truth. The CustomResourceDefinitions (:mod:`fedcompute.api.crds`) and the
-offline validator (:mod:`fedcompute.api.validation`) are derived from them, so a rule is written
-once. Everything here is pure: no API clients, no I/O beyond what the CLI commands do.
+The pydantic models in :mod:`fedcompute.api.provider`, :mod:`fedcompute.api.pool` and
+:mod:`fedcompute.api.accelerator` are the single source of truth. The
+CustomResourceDefinitions (:mod:`fedcompute.api.crds`) and the offline validator
+(:mod:`fedcompute.api.validation`) are derived from them, so a rule is written once.
+Everything here is pure: no API clients, no I/O beyond what the CLI commands do.
 """
 
 GROUP = "fedcompute.io"

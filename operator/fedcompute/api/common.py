@@ -568,6 +568,22 @@ class SpecTflopsByPrecision(TflopsByPrecision):
     int8: SpecTflops | None = Field(default=None, description="INT8 tensor TOPS.")
 
 
+SLOT_KEYS: Final = ("1", "2", "4", "8", "16")
+SlotMap = Annotated[
+    dict[str, Annotated[int, Field(ge=0)]],
+    Field(
+        max_length=len(SLOT_KEYS),
+        json_schema_extra=rules(
+            rule(
+                "self.all(k, k in [" + ", ".join(f"'{k}'" for k in SLOT_KEYS) + "])",
+                "keys are job sizes: 1, 2, 4, 8 or 16 devices",
+            )
+        ),
+    ),
+]
+"""Jobs that fit now, by devices per job on one node: ``{"1": 14, "8": 1, ...}``."""
+
+
 class ReadyCount(WireModel):
     """How many of something exist and how many of them are ready."""
 

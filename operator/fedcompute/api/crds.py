@@ -16,7 +16,7 @@ from typing import Any, Final
 import yaml
 from pydantic import BaseModel
 
-from fedcompute.api import CATEGORY, GROUP, VERSION, pool, provider
+from fedcompute.api import CATEGORY, GROUP, VERSION, accelerator, pool, provider
 
 # Every keyword the generated schemas may use. The offline validator implements exactly
 # these, and a unit test checks that the CRDs use nothing else.
@@ -98,6 +98,11 @@ class Resource:
         """``<plural>.<group>``, the CRD's own name."""
         return f"{self.plural}.{GROUP}"
 
+    @property
+    def has_status(self) -> bool:
+        """Whether the kind has a status, and so a status subresource."""
+        return "status" in self.model.model_fields
+
 
 RESOURCES: Final = (
     Resource(
@@ -117,6 +122,15 @@ RESOURCES: Final = (
         short_names=pool.SHORT_NAMES,
         root_rules=tuple(pool.RegionPool.root_rules),
         printer_columns=tuple(pool.RegionPool.printer_columns),
+    ),
+    Resource(
+        model=accelerator.AcceleratorModel,
+        kind=accelerator.KIND,
+        plural=accelerator.PLURAL,
+        singular=accelerator.SINGULAR,
+        short_names=accelerator.SHORT_NAMES,
+        root_rules=tuple(accelerator.AcceleratorModel.root_rules),
+        printer_columns=tuple(accelerator.AcceleratorModel.printer_columns),
     ),
 )
 RESOURCES_BY_KIND: Final = {r.kind: r for r in RESOURCES}
@@ -205,6 +219,11 @@ def root_schema(resource: Resource) -> dict[str, Any]:
 
 def crd_document(resource: Resource) -> dict[str, Any]:
     """The CustomResourceDefinition of one kind, as a plain dict."""
+    version: dict[str, Any] = {"name": VERSION, "served": True, "storage": True}
+    if resource.has_status:
+        version["subresources"] = {"status": {}}
+    version["additionalPrinterColumns"] = [dict(c) for c in resource.printer_columns]
+    version["schema"] = {"openAPIV3Schema": root_schema(resource)}
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
@@ -226,22 +245,13 @@ def crd_document(resource: Resource) -> dict[str, Any]:
                 "categories": [CATEGORY],
             },
             "scope": "Cluster",
-            "versions": [
-                {
-                    "name": VERSION,
-                    "served": True,
-                    "storage": True,
-                    "subresources": {"status": {}},
-                    "additionalPrinterColumns": [dict(c) for c in resource.printer_columns],
-                    "schema": {"openAPIV3Schema": root_schema(resource)},
-                }
-            ],
+            "versions": [version],
         },
     }
 
 
 def crd_documents() -> list[dict[str, Any]]:
-    """Both CRDs, ComputeProvider first, then RegionPool."""
+    """Every CRD: ComputeProvider, RegionPool, then AcceleratorModel."""
     return [crd_document(r) for r in RESOURCES]
 
 
@@ -264,7 +274,7 @@ def render_files(documents: Iterable[Mapping[str, Any]] | None = None) -> dict[s
 
 
 def render_stream(documents: Iterable[Mapping[str, Any]] | None = None) -> str:
-    """Both CRDs as one multi-document YAML stream."""
+    """Every CRD as one multi-document YAML stream."""
     docs = crd_documents() if documents is None else list(documents)
     return HEADER + "".join(f"---\n{to_yaml(d)}" for d in docs)
 

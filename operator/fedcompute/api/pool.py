@@ -25,6 +25,7 @@ from fedcompute.api.common import (
     QualifiedName,
     QuantityMap,
     ReadyCount,
+    SlotMap,
     TflopsByPrecision,
     WireModel,
     list_map,
@@ -165,14 +166,27 @@ class RegionStatus(WireModel):
     ready_providers: int = Field(default=0, ge=0, description="Of which Ready.")
     allocatable: QuantityMap | None = Field(default=None, description="Allocatable resources.")
     available: QuantityMap | None = Field(default=None, description="Free resources.")
+    compute_power: TflopsByPrecision | None = Field(
+        default=None,
+        description="Peak dense TFLOPS per precision of the region's Ready, schedulable providers.",
+    )
 
 
 class PoolAcceleratorStatus(WireModel):
-    """Accelerators of one model over the pool's providers."""
+    """Accelerators of one model over the pool's Ready, schedulable providers."""
 
     model: LabelValue = Field(min_length=1, description="Accelerator model.")
+    vendor: LabelValue | None = Field(default=None, description="Vendor (e.g. NVIDIA, Huawei).")
     count: int = Field(ge=0, description="Devices offered (allocatable).")
+    allocated: int | None = Field(
+        default=None, ge=0, description="Devices requested by running pods or allocated to claims."
+    )
     available: int = Field(default=0, ge=0, description="Devices still free.")
+    slots: SlotMap | None = Field(
+        default=None,
+        description='Jobs that fit now, by devices per job ("1", "2", "4", "8", "16"), summed '
+        "over the providers that report slots for this model.",
+    )
 
 
 class RegionPoolStatus(WireModel):
@@ -214,7 +228,13 @@ class RegionPoolStatus(WireModel):
         default=None, ge=0, description="Allocatable accelerator devices over all models."
     )
     compute_power: TflopsByPrecision | None = Field(
-        default=None, description="Total peak TFLOPS per precision over the pool's providers."
+        default=None,
+        description="Peak dense TFLOPS per precision over the pool's Ready, schedulable providers.",
+    )
+    compute_power_excluded_devices: int | None = Field(
+        default=None,
+        ge=0,
+        description="Offered devices left out of computePower: their model has no figures.",
     )
     nodes: int | None = Field(default=None, ge=0, description="Virtual nodes of the pool.")
     folded: Folded | None = Field(

@@ -26,6 +26,7 @@ from fedcompute.api.common import (
     QualifiedName,
     QuantityMap,
     ReadyCount,
+    SlotMap,
     SpecMemoryQuantity,
     SpecQuantityMap,
     SpecTflopsByPrecision,
@@ -48,7 +49,6 @@ NAME_MAX_LENGTH: Final = 60
 NODE_NAME_PREFIX: Final = "fc-"
 
 DEFAULT_GPU_RESOURCE: Final = "nvidia.com/gpu"
-DEFAULT_MODEL_LABEL: Final = "nvidia.com/gpu.product"
 DEFAULT_KUBECONFIG_KEY: Final = "kubeconfig"
 
 
@@ -77,6 +77,8 @@ class Reason:
     # Collected (False reasons are also Ready's reason until a first good collection)
     STATIC_INVENTORY: Final = "StaticInventory"
     COLLECTED: Final = "Collected"
+    PARTIAL_DEVICE_POOLS: Final = "PartialDevicePools"
+    """Collected, but a DRA pool was mid-republish: its last complete figures are kept."""
     PENDING: Final = "Pending"
     UNREACHABLE: Final = "Unreachable"
     UNAUTHORIZED: Final = "Unauthorized"
@@ -144,21 +146,20 @@ class KubernetesSource(WireModel):
         description="Only the member's nodes matching this selector count towards the "
         "provider. Unset selects every node.",
     )
-    accelerator_model_label: QualifiedName = Field(
-        default=DEFAULT_MODEL_LABEL,
-        description="Node label that names the accelerator model, as set by the vendor's "
-        "device plugin or feature discovery.",
+    accelerator_model_label: QualifiedName | None = Field(
+        default=None,
+        description="Node label that names the accelerator model, read before the vendor "
+        "table's own labels (e.g. nvidia.com/gpu.product, huawei.com/npu.chip.name). Unset: "
+        "the vendor table's labels only.",
     )
-    accelerator_resources: list[QualifiedName] = Field(
-        default_factory=lambda: [DEFAULT_GPU_RESOURCE],
+    accelerator_resources: list[QualifiedName] | None = Field(
+        default=None,
         min_length=1,
-        max_length=8,
-        description="Extended resources counted as accelerators (e.g. nvidia.com/gpu, "
-        "huawei.com/Ascend910).",
-        json_schema_extra={
-            "default": [DEFAULT_GPU_RESOURCE],
-            "x-kubernetes-list-type": "set",
-        },
+        max_length=16,
+        description="Extended resources counted as accelerators, replacing the vendor table's "
+        "(e.g. nvidia.com/gpu, huawei.com/Ascend910). Unset: every vendor's resources in the "
+        "table. DRA devices are counted either way where the member serves resource.k8s.io/v1.",
+        json_schema_extra={"x-kubernetes-list-type": "set"},
     )
 
 
@@ -181,7 +182,16 @@ class StaticAccelerator(WireModel):
     tflops_per_device: SpecTflopsByPrecision | None = Field(
         default=None,
         description="Peak dense TFLOPS of one device per precision, from the vendor's "
-        "datasheet; summed into status.computePower.",
+        "datasheet; summed into status.computePower. Unset: the figures of the model's "
+        "AcceleratorModel or built-in catalog entry, if any.",
+    )
+    devices_per_node: int | None = Field(
+        default=None,
+        ge=1,
+        le=1024,
+        description="Devices of this model on each node. With it the provider reports "
+        "status.accelerators[].slots (how many jobs of 1, 2, 4, 8 and 16 devices fit on one "
+        "node); without it slots are absent, never guessed.",
     )
 
 
@@ -323,11 +333,51 @@ class ComputeProviderSpec(WireModel):
 class ProviderAcceleratorStatus(WireModel):
     """Devices of one accelerator model at the provider."""
 
-    model: LabelValue = Field(min_length=1, description="Accelerator model.")
-    resource_name: QualifiedName = Field(description="Extended resource of these devices.")
-    count: int = Field(ge=0, description="Devices offered (allocatable).")
-    allocated: int = Field(default=0, ge=0, description="Devices requested by running pods.")
+    model: LabelValue = Field(
+        min_length=1,
+        description="Accelerator model: the catalog's name when the model is known (an "
+        "AcceleratorModel or built-in entry, matched by name or alias), else as the member "
+        "labels it; unknown-<vendor> when it cannot be told (see modelUnknown).",
+    )
+    vendor: LabelValue | None = Field(default=None, description="Vendor (e.g. NVIDIA, Huawei).")
+    resource_name: QualifiedName = Field(
+        description="Extended resource carrying most of these devices, or the DRA driver "
+        "that publishes them (e.g. nvidia.com/gpu, gpu.nvidia.com)."
+    )
+    resource_names: list[QualifiedName] | None = Field(
+        default=None,
+        max_length=16,
+        description="Every extended resource and DRA driver whose devices are added into this "
+        "entry, when there is more than one.",
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+    )
+    capacity: int | None = Field(
+        default=None, ge=0, description="Devices present, on every selected node, healthy or not."
+    )
+    count: int = Field(
+        ge=0, description="Devices offered (allocatable): healthy, on Ready, schedulable nodes."
+    )
+    allocated: int = Field(
+        default=0, ge=0, description="Devices requested by running pods or allocated to claims."
+    )
     available: int = Field(default=0, ge=0, description="Devices still free.")
+    unhealthy: int | None = Field(
+        default=None,
+        ge=0,
+        description="Devices on Ready, schedulable nodes that are not offered: DRA devices "
+        "tainted NoSchedule or NoExecute, and devices the device plugin reports unhealthy.",
+    )
+    slots: SlotMap | None = Field(
+        default=None,
+        description='Jobs that fit now, by devices per job ("1", "2", "4", "8", "16"): the '
+        "sum over Ready, schedulable nodes of floor(free devices / size). Absent when "
+        "unknown (a static provider without devicesPerNode).",
+    )
+    model_unknown: bool | None = Field(
+        default=None,
+        description="True when the model of these devices could not be told from labels or "
+        "DRA attributes: they are counted, under unknown-<vendor>.",
+    )
 
 
 class ComputeProviderStatus(WireModel):
@@ -361,7 +411,15 @@ class ComputeProviderStatus(WireModel):
     )
     nodes: ReadyCount | None = Field(default=None, description="Physical nodes behind it.")
     compute_power: TflopsByPrecision | None = Field(
-        default=None, description="Total peak TFLOPS per precision over all devices."
+        default=None,
+        description="Peak dense TFLOPS per precision, summed over the offered devices of "
+        "every model with known figures (AcceleratorModel, built-in catalog, or a static "
+        "accelerator's tflopsPerDevice).",
+    )
+    compute_power_excluded_devices: int | None = Field(
+        default=None,
+        ge=0,
+        description="Offered devices left out of computePower: their model has no figures.",
     )
     pool: DnsSubdomain | None = Field(
         default=None, description="The RegionPool that claims this provider, if any."

@@ -1,4 +1,4 @@
-"""Offline validation of ComputeProvider and RegionPool manifests.
+"""Offline validation of fedcompute manifests (ComputeProvider, RegionPool, AcceleratorModel).
 
 The rules are not restated here: each document is checked against the CRD schema that
 :mod:`fedcompute.api.crds` generates from the models, in the order kube-apiserver uses:
@@ -655,7 +655,7 @@ def _model_errors(kind: str, document: Mapping[str, Any]) -> list[FieldError]:
 
 
 def validate_document(document: Mapping[str, Any]) -> list[FieldError]:
-    """All errors of one ComputeProvider or RegionPool manifest; ``[]`` when it is valid.
+    """All errors of one manifest of a fedcompute kind; ``[]`` when it is valid.
 
     Mirrors a create or update of the object: as the status subresource is enabled, the
     apiserver ignores ``status`` there (only its unknown fields are rejected, at decoding),

@@ -1,7 +1,8 @@
-"""Node and pod lists (or declared figures) -> one provider's capacity figures.
+"""A member's objects (or declared figures) -> one provider's capacity figures.
 
-Pure: inputs are the wire JSON of Node and Pod objects as a raw ``GET /api/v1/nodes`` and
-``GET /api/v1/pods`` return them, so the rules hold whatever client fetched them. The
+Pure: inputs are the wire JSON of Nodes and Pods (and, where the member serves
+``resource.k8s.io/v1``, DeviceClasses, ResourceSlices and ResourceClaims) as a raw list
+returns them, so the rules hold whatever client fetched them. The
 member's data is untrusted: fields of the wrong type count as absent, and a malformed
 quantity raises :class:`fedcompute.quantities.QuantityError` (a ``ValueError``).
 
@@ -13,12 +14,19 @@ The figures of a :class:`MemberInventory`, per resource name:
     Sum of ``status.allocatable`` over *counted* nodes only: Ready and not cordoned.
 ``allocated``
     Sum of the effective requests (:func:`effective_pod_requests`) of non-terminal pods
-    bound (``spec.nodeName``) to counted nodes. Pods on uncounted nodes are left out on
-    purpose: their node's allocatable is not in the total, so subtracting their requests
-    would remove capacity that was never added. Unbound (pending) pods are left out too.
+    bound (``spec.nodeName``) to counted nodes, and ``pods``: how many there are. Pods on
+    uncounted nodes are left out on purpose: their node's allocatable is not in the
+    total, so subtracting their requests would remove capacity that was never added.
+    Unbound (pending) pods are left out too.
 ``available``
     ``allocatable - allocated - reserved``, clamped at zero per resource, over the
     resources of ``allocatable``.
+
+Accelerators are counted per model and node (:class:`AcceleratorInventory`): extended
+resources that the vendor table (or the provider's override) names, and whole DRA devices
+(:mod:`fedcompute.capacity.dra`). A device reachable both ways (a DeviceClass with
+``spec.extendedResourceName``) is counted once, as a DRA device. Slots
+(:func:`slots_of`) say how many jobs of 1, 2, 4, 8 or 16 devices fit on one node now.
 """
 
 from __future__ import annotations
@@ -27,13 +35,22 @@ import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, NoReturn
+from typing import Any, Final, NoReturn, Protocol
 
 from fedcompute import quantities
+from fedcompute.capacity import dra
+from fedcompute.capacity.classify import VendorClassifier
 from fedcompute.quantities import Quantities, QuantityError
 
 UNKNOWN_MODEL = "unknown"
-"""Model name of accelerator nodes that lack the model label."""
+"""Prefix of the model name of devices whose model cannot be told (``unknown-nvidia``)."""
+
+
+def unknown_model(vendor: str) -> str:
+    """The explicit model name of a vendor's devices whose model cannot be told."""
+    suffix = "".join(c if c.isalnum() else "-" for c in vendor.lower()).strip("-")[:40]
+    return f"{UNKNOWN_MODEL}-{suffix}" if suffix else UNKNOWN_MODEL
+
 
 TERMINAL_PHASES = frozenset({"Succeeded", "Failed"})
 
@@ -49,28 +66,61 @@ _QUANTITY_ERRORS = (ValueError, ArithmeticError, TypeError, AttributeError)
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,252}")
 
 
+SLOT_SIZES: Final = (1, 2, 4, 8, 16)
+"""Job shapes whose fit is reported: this many devices of one model on one node."""
+
+
+def slots_of(free_per_node: Iterable[int]) -> dict[str, int]:
+    """Jobs of each size in :data:`SLOT_SIZES` that fit: sum over nodes of free // size."""
+    result = dict.fromkeys((str(k) for k in SLOT_SIZES), 0)
+    for free in free_per_node:
+        if free > 0:
+            for k in SLOT_SIZES:
+                result[str(k)] += free // k
+    return result
+
+
+def add_slots(a: Mapping[str, int] | None, b: Mapping[str, int] | None) -> dict[str, int] | None:
+    """Slots of two groups of nodes together; None (not known) stays None only if both are."""
+    if a is None and b is None:
+        return None
+    return {str(k): (a or {}).get(str(k), 0) + (b or {}).get(str(k), 0) for k in SLOT_SIZES}
+
+
 @dataclass(frozen=True)
 class AcceleratorInventory:
-    """Devices of one model and one extended resource (e.g. A100 x ``nvidia.com/gpu``).
+    """Devices of one model (e.g. 16 x NVIDIA-H100-80GB-HBM3), over one or more resources.
 
     Device counts are whole numbers, as the API requires of extended resources.
     """
 
     model: str
-    """The node's model label value, or ``"unknown"`` when the label is missing."""
+    """The model (a label value), or ``unknown-<vendor>`` when it cannot be told."""
     resource_name: str
-    """The extended resource that carries the devices, e.g. ``nvidia.com/gpu``."""
+    """The resource carrying most of the devices: an extended resource (``nvidia.com/gpu``)
+    or, for DRA devices, the driver's name (``gpu.nvidia.com``)."""
     nodes: int
-    """Selected nodes that report such devices, counted or not (0 for static inventories,
+    """Selected nodes that hold such devices, counted or not (0 for static inventories,
     which do not say which node holds which device)."""
     capacity: int
-    """Devices in ``status.capacity`` over all those nodes."""
+    """Devices present on all those nodes, healthy or not."""
     allocatable: int
-    """Devices in ``status.allocatable`` on counted (Ready, schedulable) nodes."""
+    """Healthy devices on counted (Ready, schedulable) nodes."""
     allocated: int
-    """Devices requested by non-terminal pods bound to those counted nodes."""
+    """Of those, devices requested by running pods or allocated to ResourceClaims."""
     available: int
-    """``allocatable - allocated``, clamped at zero (``reserved`` is not split by model)."""
+    """``allocatable - allocated``, clamped at zero (and less any ``reserved``)."""
+    vendor: str = ""
+    resource_names: tuple[str, ...] = ()
+    """Every resource (or DRA driver) whose devices were added into this entry, sorted."""
+    unhealthy: int = 0
+    """Devices on counted nodes that are not offered: tainted DRA devices, and extended
+    resource devices in ``capacity`` but not in ``allocatable``."""
+    slots: Mapping[str, int] | None = None
+    """``"1"``..``"16"`` -> jobs needing that many devices on one node that fit now;
+    None when it is not known (a static inventory without ``devicesPerNode``)."""
+    identified: bool = True
+    """False when the model could not be told (``model`` is then ``unknown-<vendor>``)."""
 
 
 @dataclass(frozen=True)
@@ -91,7 +141,16 @@ class MemberInventory:
     nodes_counted: int
     """Nodes that count toward ``allocatable``: Ready and not cordoned."""
     accelerators: tuple[AcceleratorInventory, ...] = field(default=())
-    """Sorted by model, then resource name."""
+    """Sorted by model, then vendor."""
+    dra_served: bool = False
+    """The member serves ``resource.k8s.io/v1`` and its devices were read."""
+    partial_pools: tuple[str, ...] = ()
+    """``driver/pool`` of DRA pools seen with fewer slices than their generation has; their
+    figures are the last complete view's (or what was seen, if there was none)."""
+    device_pools: Mapping[dra.PoolKey, dra.DevicePool] = field(default_factory=dict)
+    """The last complete view of each DRA pool, kept for the next collection."""
+    notes: tuple[str, ...] = ()
+    """What could not be read (e.g. DRA lists the member forbids), for the condition."""
 
 
 @dataclass(frozen=True)
@@ -101,6 +160,9 @@ class DeclaredAccelerator:
     model: str
     count: int
     resource_name: str = "nvidia.com/gpu"
+    devices_per_node: int | None = None
+    """Devices per node, when declared: the only way slots of a static inventory are known."""
+    vendor: str = ""
 
 
 # --- untrusted JSON access -----------------------------------------------------------------
@@ -227,107 +289,351 @@ def _whole(value: Decimal) -> int:
     return int(value.to_integral_value())
 
 
+class Classifier(Protocol):
+    """Which resources and DRA devices are accelerators, and of which vendor and model.
+
+    Built from the vendor table and a provider's overrides
+    (:mod:`fedcompute.capacity.vendors`); a model of ``""`` means "an accelerator of this
+    vendor whose model cannot be told".
+    """
+
+    def resource(self, name: str, labels: Mapping[str, str]) -> tuple[str, str] | None:
+        """``(vendor, model)`` if extended resource ``name`` on a node with ``labels`` is an
+        accelerator, else None."""
+
+    def device(self, driver: str, attributes: Mapping[str, object]) -> tuple[str, str] | None:
+        """``(vendor, model)`` if a DRA device of ``driver`` is an accelerator, else None."""
+
+
+# One node's accelerators as an extended resource: (vendor, model, resource, capacity,
+# allocatable).
+_Entry = tuple[str, str, str, int, int]
+
+
 @dataclass
-class _Devices:
-    nodes: int = 0
+class _Tally:
+    """Running figures of one (model, vendor) while a summary is finished."""
+
+    resources: dict[str, int] = field(default_factory=dict)
+    nodes: set[str] = field(default_factory=set)
     capacity: int = 0
     allocatable: int = 0
     allocated: int = 0
+    unhealthy: int = 0
+    free: list[int] = field(default_factory=list)
+    """Free devices per (node, resource or driver) group, for slots."""
+
+
+class MemberSummary:
+    """A member's figures, fed page by page so that no list is held whole.
+
+    Feed ``nodes`` first (the provider's selected nodes), then ``pods`` (any pods: those
+    not bound to a counted node, and terminal ones, are ignored), then, when the member
+    serves ``resource.k8s.io/v1``, ``deviceclasses``, ``resourceslices`` and
+    ``resourceclaims`` in any order; :meth:`result` gives the figures. Only small per-node
+    records are kept between pages.
+    """
+
+    KINDS: Final = ("nodes", "pods", "deviceclasses", "resourceslices", "resourceclaims")
+
+    def __init__(
+        self,
+        classifier: Classifier,
+        *,
+        reserved: Mapping[str, Decimal],
+        whole_cluster: bool,
+        previous: MemberInventory | None = None,
+    ) -> None:
+        self._classifier = classifier
+        self._reserved = reserved
+        self._whole_cluster = whole_cluster
+        self._previous_pools = previous.device_pools if previous is not None else {}
+        self._capacity: Quantities = {}
+        self._allocatable: Quantities = {}
+        self._allocated: Quantities = {}
+        self._seen: set[str] = set()
+        self._counted: set[str] = set()
+        self._ready = 0
+        self._total = 0
+        self._entries: dict[str, tuple[_Entry, ...]] = {}
+        self._used: dict[str, dict[str, int]] = {}
+        self._dra = False
+        self._classes: dict[str, frozenset[str] | None] = {}
+        self._slices = dra.SliceReader(classifier.device)
+        self._claims = dra.ClaimReader()
+        self._feeds = {
+            "nodes": self._nodes,
+            "pods": self._pods,
+            "deviceclasses": self._device_classes,
+            "resourceslices": self._resource_slices,
+            "resourceclaims": self._claims.add,
+        }
+
+    def feed(self, kind: str, items: Iterable[Json]) -> None:
+        """Take one page of objects of ``kind`` (one of :data:`KINDS`)."""
+        if kind not in ("nodes", "pods"):
+            self._dra = True
+        self._feeds[kind](items)
+
+    # --- nodes and pods ----------------------------------------------------------------------
+
+    def _nodes(self, nodes: Iterable[Json]) -> None:
+        for node in nodes:
+            self._total += 1
+            name = _node_name(node)
+            status = _mapping(node.get("status"))
+            try:
+                node_capacity = _quantities(status.get("capacity"))
+                _accumulate(self._capacity, node_capacity)
+                ready = is_node_ready(node)
+                counted = ready and bool(name) and name not in self._counted
+                counted = counted and is_node_schedulable(node)
+                node_allocatable = _quantities(status.get("allocatable")) if counted else {}
+                if ready:
+                    self._ready += 1
+                if counted:
+                    self._counted.add(name)
+                    _accumulate(self._allocatable, node_allocatable)
+                entries = self._node_entries(node, node_capacity, node_allocatable)
+            except _QUANTITY_ERRORS as exc:
+                _reraise_named("node", node, _node_quantities(node), exc)
+            if name in self._seen:
+                continue  # a duplicate name: its devices are counted once
+            self._seen.add(name)
+            if entries:
+                self._entries[name] = entries
+
+    def _node_entries(
+        self, node: Json, capacity: Quantities, allocatable: Quantities
+    ) -> tuple[_Entry, ...]:
+        labels = {
+            k: v
+            for k, v in _mapping(_mapping(node.get("metadata")).get("labels")).items()
+            if isinstance(k, str) and isinstance(v, str)
+        }
+        entries = []
+        for resource in sorted(set(capacity) | set(allocatable)):
+            described = self._classifier.resource(resource, labels)
+            if described is None:
+                continue
+            in_capacity = _whole(capacity.get(resource, Decimal(0)))
+            in_allocatable = _whole(allocatable.get(resource, Decimal(0)))
+            if in_capacity > 0 or in_allocatable > 0:
+                vendor, model = described
+                model = model or unknown_model(vendor)
+                entries.append((vendor, model, resource, in_capacity, in_allocatable))
+        return tuple(entries)
+
+    def _pods(self, pods: Iterable[Json]) -> None:
+        allocated = self._allocated
+        for pod in pods:
+            bound_to = _string(_mapping(pod.get("spec")).get("nodeName"))
+            if bound_to not in self._counted or is_pod_terminal(pod):
+                continue
+            try:
+                requests = effective_pod_requests(pod)
+            except _QUANTITY_ERRORS as exc:
+                _reraise_named("pod", pod, _pod_quantities(pod), exc)
+            requests["pods"] = requests.get("pods", Decimal(0)) + 1
+            _accumulate(allocated, requests)
+            entries = self._entries.get(bound_to)
+            if entries:
+                used = self._used.setdefault(bound_to, {})
+                for _, _, resource, _, _ in entries:
+                    if resource in requests:
+                        used[resource] = used.get(resource, 0) + _whole(requests[resource])
+
+    # --- DRA ---------------------------------------------------------------------------------
+
+    def _device_classes(self, classes: Iterable[Json]) -> None:
+        for resource, drivers in dra.extended_resource_classes(classes).items():
+            known = self._classes.get(resource, frozenset())
+            self._classes[resource] = None if drivers is None or known is None else known | drivers
+
+    def _resource_slices(self, slices: Iterable[Json]) -> None:
+        self._slices.add(slices)
+
+    def _device_pools(
+        self,
+    ) -> tuple[list[dra.DevicePool], list[str], dict[dra.PoolKey, dra.DevicePool]]:
+        """The pools to count (a partial one replaced by its last complete view)."""
+        counted: list[dra.DevicePool] = []
+        partial: list[str] = []
+        complete: dict[dra.PoolKey, dra.DevicePool] = {}
+        for pool in self._slices.pools():
+            if pool.complete:
+                counted.append(pool)
+                complete[pool.key] = pool
+                continue
+            partial.append(f"{pool.driver}/{pool.name}")
+            kept = self._previous_pools.get(pool.key)
+            if kept is not None and kept.generation <= pool.generation:
+                counted.append(kept)
+                complete[pool.key] = kept
+            else:
+                counted.append(pool)
+        return counted, partial, complete
+
+    # --- the figures -------------------------------------------------------------------------
+
+    def result(self, notes: Sequence[str] = ()) -> MemberInventory:
+        """The figures of everything fed; ``notes`` say what could not be read."""
+        tallies: dict[tuple[str, str], _Tally] = {}
+        pools, partial, complete = self._device_pools()
+        dra_drivers = self._dra_devices(pools, tallies)
+        for name, entries in self._entries.items():
+            counted = name in self._counted
+            used = self._used.get(name, {})
+            for vendor, model, resource, capacity, allocatable in entries:
+                if self._double_reachable(resource, dra_drivers.get(name)):
+                    continue
+                tally = tallies.setdefault((model, vendor), _Tally())
+                tally.nodes.add(name)
+                tally.capacity += capacity
+                tally.resources.setdefault(resource, 0)
+                if not counted:
+                    continue
+                taken = min(allocatable, used.get(resource, 0))
+                tally.allocatable += allocatable
+                tally.resources[resource] += allocatable
+                tally.allocated += taken
+                tally.unhealthy += max(0, capacity - allocatable)
+                tally.free.append(allocatable - taken)
+        allocated = self._allocated
+        return MemberInventory(
+            capacity=self._capacity,
+            allocatable=self._allocatable,
+            allocated=allocated,
+            available=quantities.subtract(self._allocatable, allocated, self._reserved),
+            nodes_total=self._total,
+            nodes_ready=self._ready,
+            nodes_counted=len(self._counted),
+            accelerators=_accelerators(tallies, self._reserved),
+            dra_served=self._dra,
+            partial_pools=tuple(partial),
+            device_pools=complete,
+            notes=tuple(notes),
+        )
+
+    def _dra_devices(
+        self, pools: Iterable[dra.DevicePool], tallies: dict[tuple[str, str], _Tally]
+    ) -> dict[str, set[str]]:
+        """Add the pools' whole devices; returns node -> the DRA drivers with devices there."""
+        drivers: dict[str, set[str]] = {}
+        allocated = self._claims.allocated
+        for pool in pools:
+            busy = dra.busy_devices(pool, allocated)
+            free: dict[tuple[str, str, str], int] = {}
+            for device in pool.devices:
+                node = device.node
+                if node and node not in self._seen:
+                    continue  # a node the provider does not select
+                if not node and not self._whole_cluster:
+                    continue  # reachable from several nodes, not only selected ones
+                drivers.setdefault(node, set()).add(pool.driver)
+                model = device.model or unknown_model(device.vendor)
+                tally = tallies.setdefault((model, device.vendor), _Tally())
+                tally.resources.setdefault(pool.driver, 0)
+                if node:
+                    tally.nodes.add(node)
+                tally.capacity += 1
+                if node and node not in self._counted:
+                    continue
+                if not device.healthy:
+                    tally.unhealthy += 1
+                    continue
+                tally.allocatable += 1
+                tally.resources[pool.driver] += 1
+                if device.name in busy:
+                    tally.allocated += 1
+                elif node:  # devices reachable from several nodes are in no node's slots
+                    group = (model, device.vendor, node)
+                    free[group] = free.get(group, 0) + 1
+            for (model, vendor, _), count in free.items():
+                tallies[(model, vendor)].free.append(count)
+        return drivers
+
+    def _double_reachable(self, resource: str, drivers: set[str] | None) -> bool:
+        """Whether a node's extended resource is DRA devices already counted as such."""
+        if not drivers or resource not in self._classes:
+            return False
+        named = self._classes[resource]
+        return named is None or bool(named & drivers)
+
+
+def _accelerators(
+    tallies: Mapping[tuple[str, str], _Tally], reserved: Mapping[str, Decimal]
+) -> tuple[AcceleratorInventory, ...]:
+    """The entries, with ``reserved`` devices taken off their models' available counts."""
+    held = {name: _whole(value) for name, value in reserved.items() if value > 0}
+    result = []
+    for (model, vendor), tally in sorted(tallies.items()):
+        primary = min(tally.resources, key=lambda r: (-tally.resources[r], r))
+        available = max(0, tally.allocatable - tally.allocated)
+        for resource in sorted(tally.resources):
+            taken = min(available, held.get(resource, 0))
+            if taken:
+                available -= taken
+                held[resource] -= taken
+        result.append(
+            AcceleratorInventory(
+                model=model,
+                resource_name=primary,
+                nodes=len(tally.nodes),
+                capacity=tally.capacity,
+                allocatable=tally.allocatable,
+                allocated=tally.allocated,
+                available=available,
+                vendor=vendor,
+                resource_names=tuple(sorted(tally.resources)),
+                unhealthy=tally.unhealthy,
+                slots=slots_of(tally.free),
+                identified=not model.startswith(UNKNOWN_MODEL),
+            )
+        )
+    return tuple(result)
+
+
+def _accumulate(total: Quantities, values: Mapping[str, Decimal]) -> None:
+    """``total += values`` in place (one dict per summary, not one per pod)."""
+    for name, value in values.items():
+        total[name] = total.get(name, Decimal(0)) + value
 
 
 def summarize_member(
     nodes: Iterable[Json],
     pods: Iterable[Json],
     *,
-    accelerator_model_label: str,
-    accelerator_resources: Sequence[str],
     reserved: Mapping[str, Decimal],
+    classifier: Classifier | None = None,
+    accelerator_model_label: str | None = None,
+    accelerator_resources: Sequence[str] | None = None,
+    whole_cluster: bool = True,
+    device_classes: Iterable[Json] | None = None,
+    resource_slices: Iterable[Json] | None = None,
+    resource_claims: Iterable[Json] | None = None,
+    previous: MemberInventory | None = None,
 ) -> MemberInventory:
-    """Figures of a member cluster from its selected nodes and its pods.
-
-    ``nodes`` are the provider's selected nodes (already filtered by its label selector);
-    ``pods`` may be every pod of the cluster: those not bound to a counted node, and
-    terminal ones, are ignored. Accelerators are grouped by the value of
-    ``accelerator_model_label`` and by resource name among ``accelerator_resources``.
-    """
-    node_list = list(nodes)
-    capacity: Quantities = {}
-    allocatable: Quantities = {}
-    counted: set[str] = set()
-    ready = 0
-    for node in node_list:
-        status = _mapping(node.get("status"))
-        try:
-            capacity = quantities.add(capacity, _quantities(status.get("capacity")))
-            if not is_node_ready(node):
-                continue
-            ready += 1
-            name = _node_name(node)
-            if name and name not in counted and is_node_schedulable(node):
-                counted.add(name)
-                allocatable = quantities.add(allocatable, _quantities(status.get("allocatable")))
-        except _QUANTITY_ERRORS as exc:
-            _reraise_named("node", node, _node_quantities(node), exc)
-
-    per_node: dict[str, Quantities] = {}
-    for pod in pods:
-        bound_to = _string(_mapping(pod.get("spec")).get("nodeName"))
-        if bound_to not in counted or is_pod_terminal(pod):
-            continue
-        try:
-            requests = effective_pod_requests(pod)
-        except _QUANTITY_ERRORS as exc:
-            _reraise_named("pod", pod, _pod_quantities(pod), exc)
-        per_node[bound_to] = quantities.add(per_node.get(bound_to, {}), requests)
-    allocated = quantities.total_of(per_node.values())
-
-    devices: dict[tuple[str, str], _Devices] = {}
-    seen: set[str] = set()
-    for node in node_list:
-        name = _node_name(node)
-        is_counted = name in counted and name not in seen
-        seen.add(name)
-        status = _mapping(node.get("status"))
-        node_capacity = _quantities(status.get("capacity"))
-        node_allocatable = _quantities(status.get("allocatable")) if is_counted else {}
-        node_allocated = per_node.get(name, {}) if is_counted else {}
-        label = _mapping(_mapping(node.get("metadata")).get("labels")).get(accelerator_model_label)
-        model = label if isinstance(label, str) and label else UNKNOWN_MODEL
-        for resource in accelerator_resources:
-            try:
-                in_capacity = _whole(node_capacity.get(resource, Decimal(0)))
-                in_allocatable = _whole(node_allocatable.get(resource, Decimal(0)))
-            except _QUANTITY_ERRORS as exc:
-                _reraise_named("node", node, _node_quantities(node), exc)
-            if in_capacity <= 0 and in_allocatable <= 0:
-                continue
-            tally = devices.setdefault((model, resource), _Devices())
-            tally.nodes += 1
-            tally.capacity += in_capacity
-            tally.allocatable += in_allocatable
-            tally.allocated += _whole(node_allocated.get(resource, Decimal(0)))
-
-    return MemberInventory(
-        capacity=capacity,
-        allocatable=allocatable,
-        allocated=allocated,
-        available=quantities.subtract(allocatable, allocated, reserved),
-        nodes_total=len(node_list),
-        nodes_ready=ready,
-        nodes_counted=len(counted),
-        accelerators=tuple(
-            AcceleratorInventory(
-                model=model,
-                resource_name=resource,
-                nodes=tally.nodes,
-                capacity=tally.capacity,
-                allocatable=tally.allocatable,
-                allocated=tally.allocated,
-                available=max(0, tally.allocatable - tally.allocated),
-            )
-            for (model, resource), tally in sorted(devices.items())
-        ),
+    """Figures of a member from whole lists (see :class:`MemberSummary`); DRA objects are
+    read when any of their lists is given. Without ``classifier`` the vendor table is
+    used, with a provider's two overrides."""
+    if classifier is None:
+        classifier = VendorClassifier(
+            model_label=accelerator_model_label, resources=accelerator_resources
+        )
+    summary = MemberSummary(
+        classifier, reserved=reserved, whole_cluster=whole_cluster, previous=previous
     )
+    summary.feed("nodes", nodes)
+    summary.feed("pods", pods)
+    for kind, items in (
+        ("deviceclasses", device_classes),
+        ("resourceslices", resource_slices),
+        ("resourceclaims", resource_claims),
+    ):
+        if items is not None:
+            summary.feed(kind, items)
+    return summary.result()
 
 
 # --- naming a bad quantity ------------------------------------------------------------------
@@ -415,6 +721,18 @@ def _reraise_named(
 # --- static inventories --------------------------------------------------------------------
 
 
+def _static_slots(available: int, per_node: int | None) -> dict[str, int] | None:
+    """Slots of ``available`` devices packed on nodes of ``per_node`` (reserved devices are
+    assumed held back on whole nodes)."""
+    if per_node is None or per_node <= 0:
+        return None
+    full, rest = divmod(available, per_node)
+    result = dict.fromkeys((str(k) for k in SLOT_SIZES), 0)
+    for k in SLOT_SIZES:
+        result[str(k)] = full * (per_node // k) + rest // k
+    return result
+
+
 def summarize_static(
     resources: Mapping[str, Decimal],
     accelerators: Sequence[DeclaredAccelerator],
@@ -426,20 +744,52 @@ def summarize_static(
     Nothing is observed, so nothing is allocated and every declared node counts. Declared
     accelerators are added to ``capacity`` under their resource name when ``resources``
     does not state that resource itself, so a static provider reports its devices the same
-    way a member cluster's nodes do.
+    way a member cluster's nodes do. Reserved devices of a resource are taken off its
+    models in name order.
     """
     capacity: Quantities = dict(resources)
     by_resource: Quantities = {}
-    grouped: dict[tuple[str, str], int] = {}
+    grouped: dict[tuple[str, str], DeclaredAccelerator] = {}
+    for entry in accelerators:
+        key = (entry.model, entry.vendor)
+        prior = grouped.get(key)
+        if prior is not None:
+            entry = DeclaredAccelerator(  # noqa: PLW2901 - the same model declared twice
+                entry.model,
+                prior.count + entry.count,
+                prior.resource_name,
+                prior.devices_per_node,
+                entry.vendor,
+            )
+        grouped[key] = entry
     for accelerator in accelerators:
-        key = (accelerator.model, accelerator.resource_name)
-        grouped[key] = grouped.get(key, 0) + accelerator.count
         by_resource = quantities.add(
             by_resource, {accelerator.resource_name: Decimal(accelerator.count)}
         )
     for name, count in by_resource.items():
         capacity.setdefault(name, count)
     allocatable = quantities.subtract(capacity, reserved)
+    held = {name: _whole(value) for name, value in reserved.items() if value > 0}
+    devices = []
+    for (model, vendor), declared in sorted(grouped.items()):
+        taken = min(declared.count, held.get(declared.resource_name, 0))
+        if taken:
+            held[declared.resource_name] -= taken
+        offered = declared.count - taken
+        devices.append(
+            AcceleratorInventory(
+                model=model,
+                resource_name=declared.resource_name,
+                nodes=0,
+                capacity=declared.count,
+                allocatable=offered,
+                allocated=0,
+                available=offered,
+                vendor=vendor,
+                resource_names=(declared.resource_name,),
+                slots=_static_slots(offered, declared.devices_per_node),
+            )
+        )
     return MemberInventory(
         capacity=capacity,
         allocatable=allocatable,
@@ -448,18 +798,7 @@ def summarize_static(
         nodes_total=node_count,
         nodes_ready=node_count,
         nodes_counted=node_count,
-        accelerators=tuple(
-            AcceleratorInventory(
-                model=model,
-                resource_name=resource,
-                nodes=0,
-                capacity=count,
-                allocatable=count,
-                allocated=0,
-                available=count,
-            )
-            for (model, resource), count in sorted(grouped.items())
-        ),
+        accelerators=tuple(devices),
     )
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from fedcompute.api.pool import RegionPool
 from fedcompute.capacity import claims, nodes
+from fedcompute.capacity.catalog import Catalog
 from fedcompute.capacity.providers import Collection, ProviderView
 from fedcompute.capacity.snapshot import Observed
 
@@ -35,6 +36,8 @@ class ProviderEntry:
     collection: Collection | None
     rejected: str | None
     stale: bool
+    catalog: Catalog
+    """The accelerator catalog it was planned with (by identity)."""
     view: ProviderView
     converged: bool
     """The plan had no intents: it is what the world already is, whatever the clock."""

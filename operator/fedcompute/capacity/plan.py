@@ -46,7 +46,12 @@ from fedcompute.capacity.memo import (
     ProviderEntry,
     same_members,
 )
-from fedcompute.capacity.providers import Collection, ProviderView, plan_provider
+from fedcompute.capacity.providers import (
+    Collection,
+    ProviderView,
+    builtin_catalog,
+    plan_provider,
+)
 from fedcompute.capacity.snapshot import (
     POOL_CONDITIONS,
     PROVIDER_CONDITIONS,
@@ -237,6 +242,7 @@ class _Planner:
         self.collections = collections
         self.now = now
         self.memo = memo
+        self.catalog = snapshot.catalog or builtin_catalog()
         self.lease_seconds = nodes.LEASE_DURATION_SECONDS
         self.intents: list[Intent] = []
         self.failures: dict[Owner, str] = {}
@@ -427,6 +433,7 @@ class _Planner:
             and entry.collection is collection
             and entry.rejected == rejected
             and entry.stale == stale
+            and entry.catalog is self.catalog
             and (collection is not None or provider.spec.source.static is not None)
         ):
             if entry.obs is obs and entry.converged:  # converged: independent of the clock
@@ -442,7 +449,12 @@ class _Planner:
         full = obs.with_status()
         assert isinstance(full, ComputeProvider)
         view = plan_provider(
-            full, collection=collection, claim=claim, now=self.now, rejected=rejected
+            full,
+            collection=collection,
+            claim=claim,
+            now=self.now,
+            rejected=rejected,
+            catalog=self.catalog,
         )
         first = len(self.intents)
         self._status_patch(owner, obs, view.status_wire, ComputeProviderStatus)
@@ -454,6 +466,7 @@ class _Planner:
             collection,
             rejected,
             stale,
+            self.catalog,
             view,
             len(self.intents) == first,
         )

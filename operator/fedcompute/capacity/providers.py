@@ -17,9 +17,11 @@ The rules that make the figures honest live here:
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+import functools
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any, Final
 
 from fedcompute.api.common import (
@@ -42,11 +44,14 @@ from fedcompute.api.provider import (
     ProviderAcceleratorStatus,
     Reason,
 )
-from fedcompute.capacity import bounds, inventory
+from fedcompute.capacity import bounds, inventory, vendors
+from fedcompute.capacity.catalog import Catalog
 from fedcompute.capacity.claims import Claim
+from fedcompute.capacity.classify import VendorClassifier
 from fedcompute.quantities import Quantities
 
 Json = dict[str, Any]
+_LISTED: Final = 5
 
 
 @dataclass(frozen=True)
@@ -107,6 +112,8 @@ class ProviderView:
     available: Quantities = field(default_factory=dict)
     accelerators: tuple[inventory.AcceleratorInventory, ...] = ()
     compute_power: Quantities = field(default_factory=dict)
+    compute_power_excluded: int = 0
+    """Offered devices whose model has no figures (left out of ``compute_power``)."""
     ready_reason: str = ""
     ready_message: str = ""
     reconciling: bool = False
@@ -136,7 +143,13 @@ def static_inventory(provider: ComputeProvider) -> inventory.MemberInventory:
     static = provider.spec.source.static
     assert static is not None
     declared = [
-        inventory.DeclaredAccelerator(a.model, a.count, a.resource_name)
+        inventory.DeclaredAccelerator(
+            a.model,
+            a.count,
+            a.resource_name,
+            a.devices_per_node,
+            vendor_of(a.resource_name),
+        )
         for a in static.accelerators or []
     ]
     return inventory.summarize_static(
@@ -147,63 +160,148 @@ def static_inventory(provider: ComputeProvider) -> inventory.MemberInventory:
     )
 
 
+def vendor_of(resource: str) -> str:
+    """The vendor a resource name belongs to (its domain when the table does not know it)."""
+    vendor = vendors.vendor_of_resource(resource)
+    if vendor is not None:
+        return vendor.name
+    return resource.split("/", 1)[0] if "/" in resource else ""
+
+
 def member_summarizer(
-    provider: ComputeProvider,
-) -> Callable[[list[Json], list[Json]], inventory.MemberInventory]:
-    """How a member provider's node and pod lists become its figures."""
+    provider: ComputeProvider, previous: inventory.MemberInventory | None = None
+) -> inventory.MemberSummary:
+    """A fresh summary for one collection of a member provider (its pages are fed to it).
+
+    ``previous`` is the last good inventory: a DRA pool caught mid-republish keeps its
+    last complete figures from it."""
     source = provider.spec.source.kubernetes
-    reserved = provider.spec.reserved or {}
-
-    def summarize(nodes: list[Json], pods: list[Json]) -> inventory.MemberInventory:
-        if source is None:
-            raise ValueError(f"ComputeProvider {provider.name} has no member cluster")
-        return inventory.summarize_member(
-            nodes,
-            pods,
-            accelerator_model_label=source.accelerator_model_label,
-            accelerator_resources=source.accelerator_resources,
-            reserved=reserved,
-        )
-
-    return summarize
-
-
-def static_compute_power(provider: ComputeProvider) -> Quantities:
-    """Sum of count x tflopsPerDevice per precision over the declared accelerators."""
-    static = provider.spec.source.static
-    if static is None:
-        return {}
-    return inventory.compute_power(
-        (a.count, a.tflops_per_device.as_dict())
-        for a in static.accelerators or []
-        if a.tflops_per_device is not None
+    return inventory.MemberSummary(
+        VendorClassifier(
+            model_label=source.accelerator_model_label if source else None,
+            resources=source.accelerator_resources if source else None,
+        ),
+        reserved=provider.spec.reserved or {},
+        whole_cluster=source is None or source.node_selector is None,
+        previous=previous,
     )
+
+
+@functools.cache
+def builtin_catalog() -> Catalog:
+    """The built-in catalog alone (no AcceleratorModel objects), built once."""
+    return Catalog()
+
+
+def _canonical(catalog: Catalog, model: str) -> str:
+    spec = catalog.lookup(model)
+    return spec.name if spec is not None else model
+
+
+def _tflops(catalog: Catalog, model: str) -> Mapping[str, Decimal]:
+    spec = catalog.lookup(model)
+    return spec.tflops if spec is not None else {}
+
+
+def _declared_tflops(provider: ComputeProvider) -> dict[str, Mapping[str, Decimal]]:
+    static = provider.spec.source.static
+    return {
+        a.model: a.tflops_per_device.as_dict()
+        for a in (static.accelerators or [] if static is not None else [])
+        if a.tflops_per_device is not None
+    }
+
+
+def _known_models(
+    devices: tuple[inventory.AcceleratorInventory, ...], catalog: Catalog
+) -> tuple[inventory.AcceleratorInventory, ...]:
+    """Entries named as the catalog names them, merged where two spellings meet."""
+    merged: dict[tuple[str, str], inventory.AcceleratorInventory] = {}
+    for d in devices:
+        name = _canonical(catalog, d.model) if d.identified else d.model
+        key = (name, d.vendor)
+        prior = merged.get(key)
+        if prior is None:
+            merged[key] = replace(d, model=name)
+            continue
+        resources = tuple(sorted({*prior.resource_names, *d.resource_names}))
+        primary = prior if prior.allocatable >= d.allocatable else d
+        merged[key] = replace(
+            prior,
+            resource_name=primary.resource_name,
+            resource_names=resources,
+            nodes=prior.nodes + d.nodes,
+            capacity=prior.capacity + d.capacity,
+            allocatable=prior.allocatable + d.allocatable,
+            allocated=prior.allocated + d.allocated,
+            available=prior.available + d.available,
+            unhealthy=prior.unhealthy + d.unhealthy,
+            slots=inventory.add_slots(prior.slots, d.slots),
+        )
+    return tuple(merged[k] for k in sorted(merged))
+
+
+def compute_power(
+    devices: tuple[inventory.AcceleratorInventory, ...],
+    catalog: Catalog,
+    declared: Mapping[str, Mapping[str, Decimal]] | None = None,
+) -> tuple[Quantities, int]:
+    """TFLOPS per precision of the offered devices, and how many had no figures.
+
+    A static accelerator's ``tflopsPerDevice`` (``declared``) wins over the catalog."""
+    counted: list[tuple[int, Mapping[str, Decimal]]] = []
+    excluded = 0
+    for d in devices:
+        figures = (declared or {}).get(d.model) or (
+            _tflops(catalog, d.model) if d.identified else {}
+        )
+        if figures:
+            counted.append((d.allocatable, figures))
+        else:
+            excluded += d.allocatable
+    return inventory.compute_power(counted), excluded
 
 
 def _accelerator_status(
     devices: tuple[inventory.AcceleratorInventory, ...],
 ) -> list[ProviderAcceleratorStatus]:
-    merged: dict[str, ProviderAcceleratorStatus] = {}
+    merged: dict[str, inventory.AcceleratorInventory] = {}
     for d in devices:
-        # One entry per model (the status list is keyed by model).
+        # One entry per model (the status list is keyed by model), whatever the vendor.
         prior = merged.get(d.model)
         if prior is None:
-            merged[d.model] = ProviderAcceleratorStatus(
-                model=d.model,
-                resource_name=d.resource_name,
-                count=d.allocatable,
-                allocated=d.allocated,
-                available=d.available,
-            )
+            merged[d.model] = d
         else:
-            merged[d.model] = prior.model_copy(
-                update={
-                    "count": prior.count + d.allocatable,
-                    "allocated": prior.allocated + d.allocated,
-                    "available": prior.available + d.available,
-                }
+            merged[d.model] = replace(
+                prior,
+                resource_names=tuple(sorted({*prior.resource_names, *d.resource_names})),
+                nodes=prior.nodes + d.nodes,
+                capacity=prior.capacity + d.capacity,
+                allocatable=prior.allocatable + d.allocatable,
+                allocated=prior.allocated + d.allocated,
+                available=prior.available + d.available,
+                unhealthy=prior.unhealthy + d.unhealthy,
+                slots=inventory.add_slots(prior.slots, d.slots),
             )
-    return [merged[m] for m in sorted(merged)]
+    return [_device_status(merged[m]) for m in sorted(merged)]
+
+
+def _device_status(d: inventory.AcceleratorInventory) -> ProviderAcceleratorStatus:
+    names = [n for n in d.resource_names if bounds.valid_resource_name(n)][:16]
+    valid = bounds.valid_resource_name(d.resource_name)
+    return ProviderAcceleratorStatus(
+        model=d.model,
+        vendor=d.vendor if bounds.valid_label_value(d.vendor) else None,
+        resource_name=d.resource_name if valid else bounds.OTHER_RESOURCES,
+        resource_names=names if len(names) > 1 else None,
+        capacity=bounds.clamp(d.capacity),
+        count=bounds.clamp(d.allocatable),
+        allocated=bounds.clamp(d.allocated),
+        available=bounds.clamp(d.available),
+        unhealthy=bounds.clamp(d.unhealthy) or None,
+        slots={k: bounds.clamp(v) for k, v in d.slots.items()} if d.slots is not None else None,
+        model_unknown=True if not d.identified else None,
+    )
 
 
 def _carried_figures(previous: ComputeProviderStatus) -> inventory.MemberInventory | None:
@@ -224,10 +322,15 @@ def _carried_figures(previous: ComputeProviderStatus) -> inventory.MemberInvento
                 model=a.model,
                 resource_name=a.resource_name,
                 nodes=0,
-                capacity=a.count,
+                capacity=a.capacity if a.capacity is not None else a.count,
                 allocatable=a.count,
                 allocated=a.allocated,
                 available=a.available,
+                vendor=a.vendor or "",
+                resource_names=tuple(a.resource_names or [a.resource_name]),
+                unhealthy=a.unhealthy or 0,
+                slots=dict(a.slots) if a.slots is not None else None,
+                identified=not a.model_unknown,
             )
             for a in previous.accelerators or []
         ),
@@ -289,6 +392,30 @@ def _static_readiness(provider: ComputeProvider, now: datetime) -> _Readiness:
     )
 
 
+def _collected(figures: inventory.MemberInventory | None) -> tuple[ConditionStatus, str, str]:
+    """Collected=True, with what the figures could not see said in the message."""
+    if figures is None:
+        return TRUE, Reason.COLLECTED, "member cluster collected"
+    notes = list(figures.notes)
+    unknown = [d for d in figures.accelerators if not d.identified]
+    if unknown:
+        count = sum(d.capacity for d in unknown)
+        names = ", ".join(sorted({d.model for d in unknown})[:_LISTED])
+        notes.append(f"{count} device{'s' if count != 1 else ''} of unknown model ({names})")
+    if figures.partial_pools:
+        pools = figures.partial_pools
+        shown = ", ".join(pools[:_LISTED]) + (
+            f" and {len(pools) - _LISTED} more" if len(pools) > _LISTED else ""
+        )
+        notes.insert(
+            0,
+            f"DRA pool{'s' if len(pools) != 1 else ''} {shown} published fewer ResourceSlices "
+            "than its generation has: its last complete figures are kept",
+        )
+        return TRUE, Reason.PARTIAL_DEVICE_POOLS, "; ".join(notes)
+    return TRUE, Reason.COLLECTED, "; ".join(["member cluster collected", *notes])
+
+
 def _member_readiness(provider: ComputeProvider, c: Collection, now: datetime) -> _Readiness:
     stale_after = provider.spec.monitoring.stale_after
     collected: tuple[ConditionStatus, str, str] | None
@@ -297,7 +424,7 @@ def _member_readiness(provider: ComputeProvider, c: Collection, now: datetime) -
     elif c.error_reason is not None:
         collected = (FALSE, c.error_reason, c.error_message)
     elif c.succeeded_at is not None:
-        collected = (TRUE, Reason.COLLECTED, "member cluster collected")
+        collected = _collected(c.inventory)
     else:
         collected = (UNKNOWN, Reason.PENDING, "not collected yet")
 
@@ -368,11 +495,31 @@ def _claimed(conditions: ConditionSet, claim: Claim | None) -> None:
     conditions.set(ConditionType.CLAIMED, TRUE, Reason.CLAIMED, message)
 
 
+def _merge_statuses(rest: Sequence[ProviderAcceleratorStatus]) -> ProviderAcceleratorStatus:
+    """The remainder entry of accelerator models folded away."""
+    slots: dict[str, int] | None = None
+    for d in rest:
+        slots = inventory.add_slots(slots, d.slots)
+    return ProviderAcceleratorStatus(
+        model=bounds.OTHER_MODELS,
+        resource_name=bounds.OTHER_RESOURCES,
+        capacity=bounds.clamp(sum(d.capacity or d.count for d in rest)),
+        count=bounds.clamp(sum(d.count for d in rest)),
+        allocated=bounds.clamp(sum(d.allocated for d in rest)),
+        available=bounds.clamp(sum(d.available for d in rest)),
+        unhealthy=bounds.clamp(sum(d.unhealthy or 0 for d in rest)) or None,
+        slots={k: bounds.clamp(v) for k, v in slots.items()} if slots is not None else None,
+    )
+
+
 def _figure_fields(
-    figures: inventory.MemberInventory, power: Quantities
+    devices_in: tuple[inventory.AcceleratorInventory, ...],
+    figures: inventory.MemberInventory,
+    power: Quantities,
+    excluded: int,
 ) -> tuple[dict[str, Any], Folded | None]:
     """Status fields for the figures, folded to the status bounds."""
-    devices = _accelerator_status(figures.accelerators)
+    devices = _accelerator_status(devices_in)
     maps, folded_resources = bounds.fold_maps(
         {
             "capacity": figures.capacity,
@@ -387,13 +534,7 @@ def _figure_fields(
         limit=bounds.max_items(ComputeProviderStatus, "accelerators"),
         size=lambda d: d.count,
         name=lambda d: d.model,
-        merge=lambda rest: ProviderAcceleratorStatus(
-            model=bounds.OTHER_MODELS,
-            resource_name=bounds.OTHER_RESOURCES,
-            count=bounds.clamp(sum(d.count for d in rest)),
-            allocated=bounds.clamp(sum(d.allocated for d in rest)),
-            available=bounds.clamp(sum(d.available for d in rest)),
-        ),
+        merge=_merge_statuses,
     )
     fields: dict[str, Any] = {
         **maps,
@@ -403,6 +544,7 @@ def _figure_fields(
             total=bounds.clamp(figures.nodes_total), ready=bounds.clamp(figures.nodes_ready)
         ),
         "compute_power": TflopsByPrecision.from_dict(power) if power else None,
+        "compute_power_excluded_devices": bounds.clamp(excluded) or None,
     }
     folded = None
     if folded_resources or folded_models:
@@ -417,20 +559,23 @@ def plan_provider(
     claim: Claim | None,
     now: datetime,
     rejected: str | None = None,
+    catalog: Catalog | None = None,
 ) -> ProviderView:
     """Desired status of ``provider``; keeps transition times of unchanged conditions.
 
     ``collection`` None means nothing was collected by this process yet (it resumes from
     the status). ``rejected`` describes a write the API server refused, if any.
+    ``catalog`` names models and gives their figures (the built-in catalog if None).
     """
     spec = provider.spec
     previous = provider.status or ComputeProviderStatus()
+    catalog = catalog if catalog is not None else builtin_catalog()
     if spec.source.static is not None:
         r = _static_readiness(provider, now)
-        power = static_compute_power(provider)
     else:
         r = _member_readiness(provider, collection or resumed_collection(provider, now), now)
-        power = {}
+    devices = _known_models(r.figures.accelerators, catalog) if r.figures else ()
+    power, excluded = compute_power(devices, catalog, _declared_tflops(provider))
     ready, reason, message = r.ready, r.reason, r.message
     if rejected is not None:
         ready, reason, message = FALSE, Reason.WRITE_REJECTED, rejected
@@ -445,7 +590,12 @@ def plan_provider(
     awaiting = "" if stalled else r.awaiting
     _progress(conditions, awaiting=awaiting, stalled=(reason, message) if stalled else None)
     status = _status(
-        provider, previous=previous, conditions=conditions, claim=claim, r=r, power=power
+        provider,
+        previous=previous,
+        conditions=conditions,
+        claim=claim,
+        r=r,
+        figures=(devices, power, excluded),
     )
     figures = r.figures
     return ProviderView(
@@ -459,8 +609,9 @@ def plan_provider(
         allocatable=dict(figures.allocatable) if figures else {},
         allocated=dict(figures.allocated) if figures else {},
         available=dict(figures.available) if figures else {},
-        accelerators=figures.accelerators if figures else (),
+        accelerators=devices,
         compute_power=power,
+        compute_power_excluded=excluded,
         ready_reason=reason,
         ready_message=message,
         reconciling=bool(awaiting),
@@ -474,7 +625,7 @@ def _status(
     conditions: ConditionSet,
     claim: Claim | None,
     r: _Readiness,
-    power: Quantities,
+    figures: tuple[tuple[inventory.AcceleratorInventory, ...], Quantities, int],
 ) -> ComputeProviderStatus:
     """The status; ``lastCollectionTime`` moves only with another change (or if untrusted)."""
     last = previous.last_collection_time
@@ -487,7 +638,7 @@ def _status(
         "last_collection_time": trusted,
     }
     if r.figures is not None:
-        figure_fields, folded = _figure_fields(r.figures, power)
+        figure_fields, folded = _figure_fields(figures[0], r.figures, *figures[1:])
         fields.update(figure_fields, folded=folded)
     status = ComputeProviderStatus(**fields)
     if trusted is None or status.to_wire() != previous.to_wire():

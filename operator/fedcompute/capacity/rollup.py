@@ -28,7 +28,7 @@ from fedcompute.api.pool import (
     RegionPoolStatus,
     RegionStatus,
 )
-from fedcompute.capacity import bounds
+from fedcompute.capacity import bounds, inventory
 from fedcompute.capacity.providers import ProviderView
 
 _LISTED = 5
@@ -64,6 +64,7 @@ def _regions(views: Sequence[ProviderView]) -> tuple[list[RegionStatus], int]:
                 ready_providers=sum(1 for v in members if v.ready),
                 allocatable=_fold_one(quantities.total_of(v.allocatable for v in serving)),
                 available=_fold_one(quantities.total_of(v.available for v in serving)),
+                compute_power=_power(quantities.total_of(v.compute_power for v in serving)),
             )
         )
     return bounds.fold_list(
@@ -77,31 +78,64 @@ def _regions(views: Sequence[ProviderView]) -> tuple[list[RegionStatus], int]:
             ready_providers=sum(r.ready_providers for r in rest),
             allocatable=_fold_one(quantities.total_of(r.allocatable or {} for r in rest)),
             available=_fold_one(quantities.total_of(r.available or {} for r in rest)),
+            compute_power=_power(
+                quantities.total_of(
+                    r.compute_power.as_dict() for r in rest if r.compute_power is not None
+                )
+            ),
         ),
     )
 
 
+def _power(values: quantities.Quantities) -> TflopsByPrecision | None:
+    return TflopsByPrecision.from_dict(values) if values else None
+
+
 def _accelerators(offered: Sequence[ProviderView]) -> tuple[list[PoolAcceleratorStatus], int]:
-    models: dict[str, list[int]] = {}
+    models: dict[str, list[inventory.AcceleratorInventory]] = {}
     for v in offered:
         for device in v.accelerators:
-            tally = models.setdefault(device.model, [0, 0])
-            tally[0] += device.allocatable
-            tally[1] += device.available
-    accelerators = [
-        PoolAcceleratorStatus(model=m, count=bounds.clamp(c), available=bounds.clamp(a))
-        for m, (c, a) in sorted(models.items())
-    ]
+            models.setdefault(device.model, []).append(device)
+    accelerators = [_pool_model(m, devices) for m, devices in sorted(models.items())]
     return bounds.fold_list(
         accelerators,
         limit=bounds.max_items(RegionPoolStatus, "accelerators"),
         size=lambda a: a.count,
         name=lambda a: a.model,
-        merge=lambda rest: PoolAcceleratorStatus(
-            model=bounds.OTHER_MODELS,
-            count=bounds.clamp(sum(a.count for a in rest)),
-            available=bounds.clamp(sum(a.available for a in rest)),
-        ),
+        merge=lambda rest: _merged(bounds.OTHER_MODELS, None, rest),
+    )
+
+
+def _pool_model(
+    model: str, devices: Sequence[inventory.AcceleratorInventory]
+) -> PoolAcceleratorStatus:
+    slots: dict[str, int] | None = None
+    for d in devices:
+        slots = inventory.add_slots(slots, d.slots)
+    vendors = {d.vendor for d in devices if bounds.valid_label_value(d.vendor)}
+    return PoolAcceleratorStatus(
+        model=model,
+        vendor=vendors.pop() if len(vendors) == 1 else None,
+        count=bounds.clamp(sum(d.allocatable for d in devices)),
+        allocated=bounds.clamp(sum(d.allocated for d in devices)),
+        available=bounds.clamp(sum(d.available for d in devices)),
+        slots={k: bounds.clamp(v) for k, v in slots.items()} if slots is not None else None,
+    )
+
+
+def _merged(
+    model: str, vendor: str | None, rest: Sequence[PoolAcceleratorStatus]
+) -> PoolAcceleratorStatus:
+    slots: dict[str, int] | None = None
+    for a in rest:
+        slots = inventory.add_slots(slots, a.slots)
+    return PoolAcceleratorStatus(
+        model=model,
+        vendor=vendor,
+        count=bounds.clamp(sum(a.count for a in rest)),
+        allocated=bounds.clamp(sum(a.allocated or 0 for a in rest)),
+        available=bounds.clamp(sum(a.available for a in rest)),
+        slots={k: bounds.clamp(v) for k, v in slots.items()} if slots is not None else None,
     )
 
 
@@ -221,7 +255,11 @@ def plan_pool(
         "regions": regions or None,
         "accelerators": accelerators or None,
         "accelerator_count": bounds.clamp(sum(a.count for a in accelerators)),
-        "compute_power": TflopsByPrecision.from_dict(power) if power else None,
+        "compute_power": _power(power),
+        "compute_power_excluded_devices": bounds.clamp(
+            sum(v.compute_power_excluded for v in offered)
+        )
+        or None,
         "nodes": nodes,
         "folded": folded,
     }

@@ -18,6 +18,7 @@ from fedcompute.api.pool import ConditionType as PoolConditionType
 from fedcompute.api.pool import RegionPool, RegionPoolStatus
 from fedcompute.api.provider import ComputeProvider, ComputeProviderStatus
 from fedcompute.api.provider import ConditionType as ProviderConditionType
+from fedcompute.capacity.catalog import Catalog
 
 Json = dict[str, Any]
 Model = ComputeProvider | RegionPool
@@ -209,3 +210,6 @@ class Snapshot:
     leases: Mapping[str, Json] = field(default_factory=dict)
     rejections: Mapping[tuple[str, str], Rejection] = field(default_factory=dict)
     """Refused writes by owner ``(plural, name)``, until a retry succeeds or the owner changes."""
+    catalog: Catalog | None = None
+    """Accelerator models: the built-in catalog with the AcceleratorModel objects over it
+    (None: the built-in catalog alone). A new catalog object on every change of them."""

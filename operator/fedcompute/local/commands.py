@@ -205,6 +205,7 @@ def _binaries(args: argparse.Namespace) -> int:
         "kstatus": found.kstatus,
         "flux-health": found.flux_health,
         "promql": found.promql,
+        "kueue": found.kueue,
     }
     for name, path in table.items():
         print(f"{name}\t{path or '-'}")

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from fedcompute.api.accelerator import PLURAL as MODELS
 from fedcompute.api.pool import PLURAL as POOLS
 from fedcompute.api.provider import PLURAL as PROVIDERS
 from fedcompute.api.provider import ComputeProvider
@@ -29,7 +30,7 @@ from fedcompute.capacity.providers import Collection, member_summarizer, resumed
 from fedcompute.intents import Owner
 from fedcompute.kube import kubeconfigs, members
 from fedcompute.kube.actuator import Actuator
-from fedcompute.kube.host import GROUP_PATH, Host
+from fedcompute.kube.host import GROUP_PATH, Host, HostError
 from fedcompute.metrics import Metrics
 from fedcompute.reconcile.backoff import Backoff
 from fedcompute.reconcile.collecting import Scheduler
@@ -132,6 +133,11 @@ class Engine:
             self.backoff.forget(lambda key: isinstance(key, tuple) and key[1] == NODE)
         self._dirty.set()
 
+    def observe_model(self, event_type: str | None, body: Json) -> None:
+        """Record an AcceleratorModel event: a changed catalog re-plans every provider."""
+        if self.world.observe_model(event_type, body):
+            self._dirty.set()
+
     def _wake(self, delay: float | None) -> None:
         """Ask for another pass now (``None``) or after ``delay`` seconds."""
         if delay is None:
@@ -148,11 +154,14 @@ class Engine:
 
     async def bootstrap(self) -> None:
         """List everything once, so the first pass sees the whole world (no false orphans)."""
-        providers, pools, (node_list, lease_list) = await asyncio.gather(
+        providers, pools, models, (node_list, lease_list) = await asyncio.gather(
             self.actuator.call(lambda: list(self.host.list_all(f"{GROUP_PATH}/{PROVIDERS}"))),
             self.actuator.call(lambda: list(self.host.list_all(f"{GROUP_PATH}/{POOLS}"))),
+            self.actuator.call(self._list_models),
             self.actuator.call(self._list_virtual),
         )
+        for body in models:
+            self.observe_model(None, body)
         for body in providers:
             self.observe_provider(None, body)
         for body in pools:
@@ -160,6 +169,16 @@ class Engine:
         self.world.replace_virtual(node_list, lease_list)
         counts = (len(providers), len(pools), len(node_list), len(lease_list))
         log.info("observed %d providers, %d pools, %d virtual nodes, %d leases", *counts)
+
+    def _list_models(self) -> list[Json]:
+        """AcceleratorModels; none (the built-in catalog alone) while their CRD is missing."""
+        try:
+            return list(self.host.list_all(f"{GROUP_PATH}/{MODELS}"))
+        except HostError as exc:
+            if exc.status != 404:
+                raise
+            log.warning("the AcceleratorModel CRD is not installed: built-in catalog only")
+            return []
 
     def start(self) -> None:
         """Start the loops (after :meth:`bootstrap`); idempotent."""
@@ -252,8 +271,13 @@ class Engine:
             namespace=self.settings.namespace,
             deny_cidrs=self.settings.deny_cidrs,
             timeout=timeout,
-            summarize=member_summarizer(provider),
+            summarize=member_summarizer(provider, self._last_inventory(provider.name)),
         )
+
+    def _last_inventory(self, name: str) -> inventory.MemberInventory | None:
+        # Read from a worker thread: one dict lookup, and Collections are immutable.
+        collection = self.world.collections.get(name)
+        return collection.inventory if collection is not None else None
 
     def _member(self, name: str) -> ComputeProvider | None:
         obs = self.world.providers.get(name)

@@ -8,20 +8,24 @@ resourceVersion): a watch event that overtook our own write's response stays.
 
 from __future__ import annotations
 
+import logging
 import types
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from fedcompute.api.accelerator import AcceleratorModel
 from fedcompute.api.pool import PLURAL as POOLS
 from fedcompute.api.pool import RegionPool
 from fedcompute.api.provider import PLURAL as PROVIDERS
 from fedcompute.api.provider import ComputeProvider
+from fedcompute.capacity.catalog import Catalog, ModelSpec, from_object
 from fedcompute.capacity.providers import Collection
 from fedcompute.capacity.snapshot import Observed, Rejection, Snapshot
 from fedcompute.intents import Intent, Owner, PatchStatus, PostEvent, SetFinalizers
 from fedcompute.kube.actuator import NODES, Outcome, describe
 
+log = logging.getLogger("fedcompute.world")
 Json = dict[str, Any]
 STATUS: Final = "status"
 NODE: Final = "node"
@@ -76,6 +80,33 @@ class World:
     collections: dict[str, Collection] = field(default_factory=dict)
     rejections: dict[tuple[Owner, str], Rejection] = field(default_factory=dict)
     """Refused writes by (owner, stream), until a retry succeeds or the owner changes."""
+    models: dict[str, Json] = field(default_factory=dict)
+    """AcceleratorModel objects by name, as observed."""
+    _catalog: Catalog | None = None
+
+    @property
+    def catalog(self) -> Catalog:
+        """The built-in catalog with the valid AcceleratorModels over it (by name order);
+        a new object only when they change, so plans compare it by identity."""
+        if self._catalog is None:
+            self._catalog = Catalog(_model_specs(self.models.values()))
+        return self._catalog
+
+    def observe_model(self, event_type: str | None, body: Json) -> bool:
+        """Record an AcceleratorModel event; True when the catalog changes."""
+        name = str(body["metadata"]["name"])
+        previous = self.models.get(name)
+        if event_type == "DELETED":
+            if self.models.pop(name, None) is None:
+                return False
+        elif previous is not None and (
+            not newer_or_same(body, previous) or previous.get("spec") == body.get("spec")
+        ):
+            return False
+        else:
+            self.models[name] = lean(body)
+        self._catalog = None
+        return True
 
     def snapshot(self) -> Snapshot:
         """A read-only view for the planner (no copy: planning runs without awaiting)."""
@@ -88,6 +119,7 @@ class World:
             nodes=types.MappingProxyType(self.nodes),
             leases=types.MappingProxyType(self.leases),
             rejections=by_owner,
+            catalog=self.catalog,
         )
 
     def observe(self, plural: str, event_type: str | None, body: Json) -> Observed | None:
@@ -158,6 +190,22 @@ class World:
         """Take a fresh listing of the virtual Nodes and Leases as the truth."""
         self.nodes = {n["metadata"]["name"]: lean(n) for n in node_list}
         self.leases = {x["metadata"]["name"]: lean(x) for x in lease_list}
+
+
+def _model_specs(bodies: Iterable[Json]) -> list[ModelSpec]:
+    """The valid AcceleratorModels as catalog entries, by name; an invalid one (the CRD
+    admits only valid ones, so this is an object written around it) is left out, logged."""
+    specs = []
+    for body in sorted(bodies, key=lambda b: str(b["metadata"]["name"])):
+        try:
+            specs.append(from_object(AcceleratorModel.model_validate(body)))
+        except ValueError as exc:
+            log.warning(
+                "AcceleratorModel %s is not valid and is ignored: %s",
+                body["metadata"]["name"],
+                str(exc).splitlines()[0][:200],
+            )
+    return specs
 
 
 def _observed(plural: str, body: Json, previous: Observed | None = None) -> Observed:

@@ -19,9 +19,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final, TextIO
 
-from fedcompute.api import pool, provider
+from fedcompute.api import accelerator, pool, provider
+from fedcompute.api.accelerator import AcceleratorModel
+from fedcompute.capacity.catalog import Catalog, from_object
 from fedcompute.kube.host import GROUP_PATH, Host, HostError
-from fedcompute.report import rendering
+from fedcompute.report import fit, rendering
 
 PROG: Final = "fedcompute capacity"
 FORMATS: Final = ("table", "json", "yaml")
@@ -30,6 +32,7 @@ REQUEST_TIMEOUT: Final = 20.0
 MIN_WIDTH: Final = 40
 CLEAR: Final = "\x1b[H\x1b[2J"
 PROVIDERS_PATH: Final = f"{GROUP_PATH}/{provider.PLURAL}"
+MODELS_PATH: Final = f"{GROUP_PATH}/{accelerator.PLURAL}"
 POOLS_PATH: Final = f"{GROUP_PATH}/{pool.PLURAL}"
 
 Objects = tuple[list[dict[str, Any]], list[dict[str, Any]]]
@@ -55,6 +58,13 @@ def _positive(text: str) -> float:
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
     return value
+
+
+def _shape(text: str) -> fit.Shape:
+    try:
+        return fit.parse_shape(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def register(subparsers: Any) -> None:
@@ -92,6 +102,14 @@ def register(subparsers: Any) -> None:
         default=[],
         metavar="NAME",
         help="only providers in this region, and the pools that touch it (repeatable)",
+    )
+    parser.add_argument(
+        "--fit",
+        type=_shape,
+        metavar="NxMODEL",
+        help="how many jobs of N devices of MODEL on one node fit now, per pool and provider "
+        "(e.g. 8xNVIDIA-H100-80GB-HBM3; N is 1, 2, 4, 8 or 16; MODEL a name or alias); "
+        '-o json prints {"shape", "total", "pools": [{"name", "slots", "providers"}]}',
     )
     parser.add_argument(
         "-w", "--watch", action="store_true", help="refresh until interrupted (Ctrl-C)"
@@ -154,6 +172,22 @@ def connect(kubeconfig: str | None, context: str | None) -> Connection:
     return Connection(host, str(configuration.host))
 
 
+def fetch_catalog(connection: Connection) -> Catalog:
+    """The built-in catalog with the cluster's AcceleratorModels over it; the built-in one
+    alone when they cannot be read (no CRD, or no RBAC to list them)."""
+    try:
+        bodies = list(connection.host.list_all(MODELS_PATH))
+    except (HostError, ValueError):
+        return Catalog()
+    specs = []
+    for body in sorted(bodies, key=lambda b: str(b.get("metadata", {}).get("name", ""))):
+        try:
+            specs.append(from_object(AcceleratorModel.model_validate(body)))
+        except ValueError:
+            continue
+    return Catalog(specs)
+
+
 def fetch(connection: Connection) -> Objects:
     """Every ComputeProvider and RegionPool (two paginated lists, nothing else)."""
     try:
@@ -209,6 +243,15 @@ def render(report: Mapping[str, Any], *, output: str, width: int, color: bool) -
     return rendering.render_table(report, width=width, color=color)
 
 
+def render_fit(result: Mapping[str, Any], output: str) -> str:
+    """The ``--fit`` answer in the requested format."""
+    if output == "json":
+        return rendering.render_json(result)
+    if output == "yaml":
+        return rendering.render_yaml(result)
+    return fit.render_fit_table(result)
+
+
 def _width() -> int:
     return max(MIN_WIDTH, shutil.get_terminal_size((80, 24)).columns)
 
@@ -224,9 +267,11 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         return 130
     try:
+        catalog = fetch_catalog(connection) if args.fit is not None else Catalog()
         return loop(
             args,
             fetch=lambda: fetch(connection),
+            catalog=catalog,
             out=out,
             err=sys.stderr,
             tty=bool(out.isatty()),
@@ -249,6 +294,7 @@ def loop(
     err: TextIO,
     tty: bool,
     color: bool,
+    catalog: Catalog | None = None,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     sleep: Callable[[float], None] = time.sleep,
     width: Callable[[], int] = _width,
@@ -278,7 +324,11 @@ def loop(
                 if first:
                     for name in rendering.missing_pools(report):
                         print(f"{PROG}: no RegionPool named {name!r}", file=err, flush=True)
-                text = render(report, output=args.output, width=width(), color=color)
+                shape = getattr(args, "fit", None)
+                if shape is not None:
+                    text = render_fit(fit.fit(report, shape, catalog or Catalog()), args.output)
+                else:
+                    text = render(report, output=args.output, width=width(), color=color)
                 if args.watch and tty:
                     text = CLEAR + text
                 elif not first:
