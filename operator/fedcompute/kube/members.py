@@ -31,6 +31,12 @@ environment. What it does, and why:
 * Asks for gzip, reads the raw bytes and inflates them itself in small steps, so the size
   limits hold for what the body decompresses to, not for what crossed the wire.
 
+* Hands each page to the figures (a :class:`Sink`) as it arrives and drops it, so a
+  member of 5,000 nodes and 50,000 pods costs one page of objects in memory, not the
+  whole lists. Nodes come first (the pods are counted against them), then pods, then,
+  where discovery shows ``resource.k8s.io/v1``, DeviceClasses, ResourceSlices and
+  ResourceClaims. A member that forbids the DRA lists is still collected, with a note.
+
 Messages never contain a response body, header or secret.
 """
 
@@ -127,6 +133,19 @@ DRA_LISTS: Final = (
     ("resourceslices", f"{RESOURCE_API}/resourceslices"),
     ("resourceclaims", f"{RESOURCE_API}/resourceclaims"),
 )
+
+
+READER_RULES: Final = (
+    {"apiGroups": [""], "resources": ["nodes", "pods"], "verbs": ["list"]},
+    {
+        "apiGroups": ["resource.k8s.io"],
+        "resources": ["deviceclasses", "resourceslices", "resourceclaims"],
+        "verbs": ["list"],
+    },
+)
+"""Everything a collection asks of a member: the rules of the read-only ClusterRole its
+kubeconfig's identity needs (``examples/member-cluster/reader-rbac.yaml``). Discovery of
+``resource.k8s.io/v1`` is open to every authenticated user already."""
 
 
 class Sink(Protocol[T_co]):

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from fedcompute.kube import members
 from fedcompute.local import binaries, paths, pki, processes
 from fedcompute.local import state as statefile
 
@@ -187,7 +188,8 @@ class Cluster:
         return kubeconfig_text(self.name, self.server, ca.cert, client, user)
 
     def reader_kubeconfig(self, user: str = "fedcompute-reader") -> str:
-        """A kubeconfig for ``user``, allowed only to read nodes and pods (what collection needs).
+        """A kubeconfig for ``user``, allowed only what collection needs
+        (:data:`fedcompute.kube.members.READER_RULES`).
 
         The ClusterRole and binding are applied (idempotently) on this cluster first.
         """
@@ -196,9 +198,7 @@ class Cluster:
                 "apiVersion": "rbac.authorization.k8s.io/v1",
                 "kind": "ClusterRole",
                 "metadata": {"name": user},
-                "rules": [
-                    {"apiGroups": [""], "resources": ["nodes", "pods"], "verbs": ["get", "list"]}
-                ],
+                "rules": [dict(rule) for rule in members.READER_RULES],
             },
             {
                 "apiVersion": "rbac.authorization.k8s.io/v1",
