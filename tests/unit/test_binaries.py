@@ -85,6 +85,48 @@ def test_version_ldflags_stamp_both_version_packages() -> None:
         assert f"-X {pkg}.gitMinor=34" in flags
 
 
+def test_kueue_is_a_pinned_test_tool_built_from_the_upstream_main(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """hack/kueue has no main.go: its go.mod's tool directive names Kueue's own
+    cmd/kueue, which is what gets built; a prebuilt one wins."""
+    built: list[tuple[str, str, str]] = []
+
+    def fake_build(name: str, version: str, ldflags: str, **kwargs: str) -> Path:
+        built.append((version, ldflags, kwargs["package"]))
+        return tmp_path / name
+
+    monkeypatch.delenv("TEST_ASSET_KUEUE", raising=False)
+    monkeypatch.setattr(binaries, "_build_wrapper", fake_build)
+    assert binaries.kueue() == tmp_path / "kueue"
+    ((version, ldflags, package),) = built
+    assert version == binaries.KUEUE_VERSION == binaries.TEST_TOOLS["kueue"]
+    assert package == "sigs.k8s.io/kueue/cmd/kueue"
+    assert ldflags.split()[:2] == ["-s", "-w"]
+    assert f"sigs.k8s.io/kueue/pkg/version.GitVersion={binaries.KUEUE_VERSION}" in ldflags
+    prebuilt = _exe(tmp_path / "my-kueue")
+    monkeypatch.setenv("TEST_ASSET_KUEUE", str(prebuilt))
+    assert binaries.kueue() == prebuilt
+    assert len(built) == 1
+
+
+def test_kueue_wrapper_module_pins_what_the_harness_expects() -> None:
+    """hack/kueue/go.mod (what `go build` and `go mod download` resolve) and the
+    constants that name the pins agree."""
+    from fedcompute.local import thirdparty
+
+    root = Path(__file__).resolve().parents[2]
+    gomod = (root / "hack" / "kueue" / "go.mod").read_text()
+    assert "\ntool sigs.k8s.io/kueue/cmd/kueue\n" in gomod
+    assert f"\tsigs.k8s.io/kueue {binaries.KUEUE_VERSION}" in gomod
+    inventory = (
+        f"\t{thirdparty.CLUSTER_INVENTORY_API_MODULE} {thirdparty.CLUSTER_INVENTORY_API_VERSION}"
+    )
+    assert inventory in gomod
+    gosum = (root / "hack" / "kueue" / "go.sum").read_text()
+    assert f"sigs.k8s.io/kueue {binaries.KUEUE_VERSION} h1:" in gosum
+
+
 # --- `fedcompute generate` finds helm and the checkout without the harness --------------
 
 
