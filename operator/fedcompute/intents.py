@@ -115,6 +115,48 @@ class DeleteLease:
     namespace: str
 
 
+@dataclass(frozen=True)
+class CreateObject:
+    """Create an object the operator exports (a Kueue ResourceFlavor or ClusterQueue, a
+    ClusterProfile), then write its ``status`` subresource when one is given.
+
+    ``collection`` keys the object in the world (``resourceflavors``, ...); ``path`` is the
+    collection's URL path. A 409 means an object of that name exists already: it is read
+    back, so the next pass sees whose it is.
+    """
+
+    owner: Owner
+    collection: str
+    path: str
+    name: str
+    body: Json
+    status: Json | None = None
+
+
+@dataclass(frozen=True)
+class PatchObject:
+    """Merge-patch an exported object (``patch``), then its status subresource
+    (``status``); a 404 means it is gone, which the next pass plans around."""
+
+    owner: Owner
+    collection: str
+    path: str
+    name: str
+    patch: Json | None
+    status: Json | None = None
+
+
+@dataclass(frozen=True)
+class DeleteObject:
+    """Delete an exported object, only if it is still the one observed (``uid``)."""
+
+    owner: Owner
+    collection: str
+    path: str
+    name: str
+    uid: str
+
+
 Intent = (
     SetFinalizers
     | PatchStatus
@@ -125,4 +167,7 @@ Intent = (
     | CreateLease
     | RenewLease
     | DeleteLease
+    | CreateObject
+    | PatchObject
+    | DeleteObject
 )

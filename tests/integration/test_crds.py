@@ -167,6 +167,13 @@ def test_crds_established_with_descriptions_in_kubectl_explain(
     out = _explain(kubectl, "cprov.spec.monitoring.staleAfter")
     assert "at least twice the interval" in out
 
+    out = _explain(kubectl, "acceleratormodel.spec")
+    assert "aliases\t<[]string>" in out and "tflops\t<Object>" in out
+    assert "Where the figures come from" in out and "-required-" in out
+
+    out = _explain(kubectl, "accmodel.spec.tflops.fp16")
+    assert "Half precision tensor TFLOPS" in out
+
 
 def test_crds_on_the_server_match_the_generated_ones(
     cluster_with_crds: Cluster, kubectl: Kubectl
@@ -180,11 +187,13 @@ def test_crds_on_the_server_match_the_generated_ones(
         assert served["spec"]["scope"] == "Cluster"
         assert served["spec"]["names"]["categories"] == ["fedcompute"]
         version = served["spec"]["versions"][0]
-        assert version["subresources"] == {"status": {}}
-        assert version["schema"] == doc["spec"]["versions"][0]["schema"]
+        generated = doc["spec"]["versions"][0]
+        assert version.get("subresources") == generated.get("subresources")
+        assert version["additionalPrinterColumns"] == generated["additionalPrinterColumns"]
+        assert version["schema"] == generated["schema"]
 
 
-def test_get_fedcompute_lists_both_kinds_with_printer_columns(
+def test_get_fedcompute_lists_every_kind_with_printer_columns(
     custom: client.CustomObjectsApi, kubectl: Kubectl, stored: list[tuple[str, str]]
 ) -> None:
     region = _unique("listing")
@@ -208,12 +217,31 @@ def test_get_fedcompute_lists_both_kinds_with_printer_columns(
             "spec": {"regions": [region]},
         },
     )
+    model = _create(
+        custom,
+        stored,
+        {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "AcceleratorModel",
+            "metadata": {"name": _unique("listing-model")},
+            "spec": {
+                "vendor": "NVIDIA",
+                "memory": "80Gi",
+                "tflops": {"fp16": "989.5", "bf16": "989.5"},
+                "source": "datasheet",
+            },
+        },
+    )
     names = kubectl("get", "fedcompute", "-o", "name").stdout.split()
     assert f"computeprovider.{GROUP}/{provider['metadata']['name']}" in names
     assert f"regionpool.{GROUP}/{pool['metadata']['name']}" in names
+    assert f"acceleratormodel.{GROUP}/{model['metadata']['name']}" in names
 
     header = kubectl("get", "cprov").stdout.splitlines()[0].split()
     assert header == ["NAME", "REGION", "POOL", "READY", "CPU", "MEMORY", "GPU", "AGE"]
+    rows = kubectl("get", "accmodel", model["metadata"]["name"]).stdout.splitlines()
+    assert rows[0].split() == ["NAME", "VENDOR", "MEMORY", "FP16", "BF16", "AGE"]
+    assert rows[1].split()[1:5] == ["NVIDIA", "80Gi", "989.5", "989.5"]
     pool_header = kubectl("get", "rpool").stdout.splitlines()[0]
     assert re.split(r"\s{2,}", pool_header.strip()) == [
         "NAME",
@@ -237,7 +265,7 @@ def test_examples_are_accepted_by_the_apiserver_and_offline(
 
     files = sorted(EXAMPLES.rglob("*.yaml"))
     kinds = {d["kind"] for f in files for d in yaml.safe_load_all(f.read_text()) if d}
-    assert {"ComputeProvider", "RegionPool", "Secret"} <= kinds
+    assert {"ComputeProvider", "RegionPool", "AcceleratorModel", "Secret"} <= kinds
     # The examples' namespace is applied for real (the operator's own namespace, harmless
     # to share); everything else only in a server-side dry run.
     for f in files:
@@ -344,6 +372,30 @@ def test_quantity_edges_are_judged_alike(custom: client.CustomObjectsApi, value:
         server, message = _server_paths(exc)
         assert "9223372036854775807" in message or "should match" in message or "type" in message
     assert time.monotonic() - started < 10
+    assert server == offline
+
+
+@pytest.mark.parametrize("value", QUANTITY_EDGES, ids=repr)
+def test_accelerator_model_quantity_edges_are_judged_alike(
+    custom: client.CustomObjectsApi, value: object
+) -> None:
+    doc = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "AcceleratorModel",
+        "metadata": {"name": "quantity-edge"},
+        "spec": {
+            "vendor": "NVIDIA",
+            "memory": value,
+            "tflops": {"fp8": value},
+            "source": "edge",
+        },
+    }
+    offline = _offline_paths(validation.validate_document(doc))
+    try:
+        _dry_run_create(custom, doc)
+        server: set[str] = set()
+    except ApiException as exc:
+        server, _ = _server_paths(exc)
     assert server == offline
 
 

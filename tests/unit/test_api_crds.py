@@ -36,11 +36,8 @@ def _nodes(node: dict[str, Any], path: str = "") -> Iterator[tuple[str, dict[str
         yield from _nodes(node["items"], f"{path}[]")
 
 
-ALL_NODES = [
-    (kind + path, node)
-    for kind in ("ComputeProvider", "RegionPool")
-    for path, node in _nodes(_schema(kind))
-]
+KINDS = ("ComputeProvider", "RegionPool", "AcceleratorModel")
+ALL_NODES = [(kind + path, node) for kind in KINDS for path, node in _nodes(_schema(kind))]
 
 
 # --- drift -----------------------------------------------------------------------------
@@ -49,7 +46,11 @@ ALL_NODES = [
 def test_crds_directory_matches_the_models() -> None:
     expected = crds.render_files()
     on_disk = {p.name: p.read_text(encoding="utf-8") for p in CRDS_DIR.glob("*.yaml")}
-    assert set(on_disk) == {"computeproviders.fedcompute.io.yaml", "regionpools.fedcompute.io.yaml"}
+    assert set(on_disk) == {
+        "computeproviders.fedcompute.io.yaml",
+        "regionpools.fedcompute.io.yaml",
+        "acceleratormodels.fedcompute.io.yaml",
+    }
     for name, content in expected.items():
         assert on_disk[name] == content, (
             f"crds/{name} is out of date: run `fedcompute crds --output-dir crds`"
@@ -59,7 +60,7 @@ def test_crds_directory_matches_the_models() -> None:
 def test_generation_is_deterministic_and_ordered() -> None:
     assert crds.crd_documents() == crds.crd_documents()
     assert crds.render_stream() == crds.render_stream()
-    assert [d["spec"]["names"]["kind"] for d in DOCS] == ["ComputeProvider", "RegionPool"]
+    assert [d["spec"]["names"]["kind"] for d in DOCS] == list(KINDS)
 
 
 def test_crds_command_prints_the_stream_and_writes_files(tmp_path: Path) -> None:
@@ -80,7 +81,11 @@ def test_crds_command_prints_the_stream_and_writes_files(tmp_path: Path) -> None
 
 @pytest.mark.parametrize(
     ("kind", "plural", "short"),
-    [("ComputeProvider", "computeproviders", "cprov"), ("RegionPool", "regionpools", "rpool")],
+    [
+        ("ComputeProvider", "computeproviders", "cprov"),
+        ("RegionPool", "regionpools", "rpool"),
+        ("AcceleratorModel", "acceleratormodels", "accmodel"),
+    ],
 )
 def test_names_scope_and_subresources(kind: str, plural: str, short: str) -> None:
     doc = next(d for d in DOCS if d["spec"]["names"]["kind"] == kind)
@@ -92,7 +97,10 @@ def test_names_scope_and_subresources(kind: str, plural: str, short: str) -> Non
     assert spec["names"]["categories"] == ["fedcompute"]
     (version,) = spec["versions"]
     assert (version["name"], version["served"], version["storage"]) == ("v1alpha1", True, True)
-    assert version["subresources"] == {"status": {}}
+    # An AcceleratorModel has no status, so no status subresource either.
+    has_status = "status" in _schema(kind)["properties"]
+    assert version.get("subresources") == ({"status": {}} if has_status else None)
+    assert has_status is (kind != "AcceleratorModel")
 
 
 @pytest.mark.parametrize(
@@ -100,6 +108,7 @@ def test_names_scope_and_subresources(kind: str, plural: str, short: str) -> Non
     [
         ("ComputeProvider", ["Region", "Pool", "Ready", "CPU", "Memory", "GPU", "Age"]),
         ("RegionPool", ["Providers", "Ready Providers", "Ready", "CPU", "GPU", "Age"]),
+        ("AcceleratorModel", ["Vendor", "Memory", "FP16", "BF16", "Age"]),
     ],
 )
 def test_printer_columns(kind: str, columns: list[str]) -> None:
@@ -178,16 +187,35 @@ def test_only_declared_quantities_carry_the_range_rule() -> None:
             f"ComputeProvider.spec.source.static.accelerators[].tflopsPerDevice.{p}"
             for p in common.PRECISIONS
         ),
+        "AcceleratorModel.spec.memory",
+        *(f"AcceleratorModel.spec.tflops.{p}" for p in common.PRECISIONS),
     }
     for path, node in ALL_NODES:
         if node.get("x-kubernetes-int-or-string") and ".status." in path:
             assert path not in ranged
 
 
-def test_pool_names_fit_a_label_value() -> None:
-    (name_rule,) = _schema("RegionPool")["x-kubernetes-validations"]
+@pytest.mark.parametrize("kind", ["RegionPool", "AcceleratorModel"])
+def test_pool_and_model_names_fit_a_label_value(kind: str) -> None:
+    (name_rule,) = _schema(kind)["x-kubernetes-validations"]
     assert name_rule["rule"] == "self.metadata.name.size() <= 63"
     assert name_rule["fieldPath"] == ".metadata.name"
+
+
+def test_accelerator_model_schema() -> None:
+    spec = _schema("AcceleratorModel")["properties"]["spec"]
+    assert spec["required"] == ["vendor", "source"]
+    aliases = spec["properties"]["aliases"]
+    assert aliases["x-kubernetes-list-type"] == "set"
+    assert (aliases["maxItems"], aliases["items"]["maxLength"]) == (16, 128)
+    assert set(spec["properties"]["tflops"]["properties"]) == set(common.PRECISIONS)
+    provider = _schema("ComputeProvider")["properties"]["spec"]["properties"]["source"]
+    static = provider["properties"]["static"]["properties"]["accelerators"]["items"]
+    # The same declared shapes as a static provider's accelerators.
+    assert spec["properties"]["memory"] == {
+        **static["properties"]["memoryPerDevice"],
+        "description": spec["properties"]["memory"]["description"],
+    }
 
 
 def test_list_map_keys_are_required() -> None:

@@ -11,7 +11,8 @@ import pydantic
 import pytest
 import yaml
 
-from fedcompute.api import common, pool, provider
+from fedcompute.api import accelerator, common, pool, provider
+from fedcompute.api.accelerator import AcceleratorModel
 from fedcompute.api.common import (
     Condition,
     LabelSelector,
@@ -51,9 +52,83 @@ def test_spec_defaults_and_camel_case_aliases() -> None:
     kube = spec.source.kubernetes
     assert kube is not None
     assert kube.kubeconfig_secret_ref.key == "kubeconfig"
+    # Unset means "the vendor table" (every vendor's resources and labels), not NVIDIA's.
+    assert kube.accelerator_model_label is None
+    assert kube.accelerator_resources is None
+    assert spec.to_wire()["monitoring"] == {"interval": "30s", "timeout": "10s", "staleAfter": "3m"}
+    assert spec.to_wire()["source"]["kubernetes"] == {
+        "kubeconfigSecretRef": {"name": "member", "key": "kubeconfig"}
+    }
+
+
+def test_old_accelerator_defaults_written_out_are_kept_as_written() -> None:
+    """Objects created under the old CRD defaults still carry them; the model keeps them
+    (the classifier, not the API, reads them as "unset")."""
+    spec = ComputeProviderSpec.model_validate(
+        {
+            "region": "east-china",
+            "source": {
+                "kubernetes": {
+                    "kubeconfigSecretRef": {"name": "member"},
+                    "acceleratorModelLabel": "nvidia.com/gpu.product",
+                    "acceleratorResources": ["nvidia.com/gpu"],
+                }
+            },
+        }
+    )
+    kube = spec.source.kubernetes
+    assert kube is not None
     assert kube.accelerator_model_label == "nvidia.com/gpu.product"
     assert kube.accelerator_resources == ["nvidia.com/gpu"]
-    assert spec.to_wire()["monitoring"] == {"interval": "30s", "timeout": "10s", "staleAfter": "3m"}
+    assert spec.to_wire()["source"]["kubernetes"]["acceleratorResources"] == ["nvidia.com/gpu"]
+
+
+@pytest.mark.parametrize(
+    ("per_node", "valid"), [(None, True), (1, True), (1024, True), (0, False), (1025, False)]
+)
+def test_static_devices_per_node_bounds(per_node: int | None, valid: bool) -> None:
+    body: dict[str, Any] = {"model": "NVIDIA-H100-80GB-HBM3", "count": 16}
+    if per_node is not None:
+        body["devicesPerNode"] = per_node
+    if not valid:
+        with pytest.raises(pydantic.ValidationError):
+            provider.StaticAccelerator.model_validate(body)
+        return
+    parsed = provider.StaticAccelerator.model_validate(body)
+    assert parsed.devices_per_node == per_node
+    assert ("devicesPerNode" in parsed.to_wire()) is (per_node is not None)
+
+
+def test_accelerator_status_wire_form() -> None:
+    wire = {
+        "model": "unknown-nvidia",
+        "vendor": "NVIDIA",
+        "resourceName": "nvidia.com/gpu",
+        "resourceNames": ["gpu.nvidia.com", "nvidia.com/gpu"],
+        "capacity": 10,
+        "count": 8,
+        "allocated": 3,
+        "available": 5,
+        "unhealthy": 2,
+        "slots": {"1": 5, "2": 2, "4": 1, "8": 0, "16": 0},
+        "modelUnknown": True,
+    }
+    parsed = provider.ProviderAcceleratorStatus.model_validate(wire)
+    assert (parsed.capacity, parsed.unhealthy, parsed.model_unknown) == (10, 2, True)
+    assert parsed.to_wire() == wire
+    # The new fields are optional: an entry written before them still reads.
+    old = {"model": "A100", "resourceName": "nvidia.com/gpu", "count": 4}
+    assert provider.ProviderAcceleratorStatus.model_validate(old).to_wire() == {
+        **old,
+        "allocated": 0,
+        "available": 0,
+    }
+    with pytest.raises(pydantic.ValidationError):
+        provider.ProviderAcceleratorStatus.model_validate({**wire, "slots": {"1": -1}})
+    with pytest.raises(pydantic.ValidationError):
+        provider.ProviderAcceleratorStatus.model_validate(
+            {**wire, "slots": {str(k): 1 for k in (1, 2, 4, 8, 16, 32)}}
+        )
 
 
 def test_python_names_are_accepted_too() -> None:
@@ -84,6 +159,64 @@ def test_example_providers_round_trip(doc: dict[str, Any]) -> None:
 def test_example_pools_round_trip(doc: dict[str, Any]) -> None:
     parsed = RegionPool.model_validate(doc)
     assert RegionPool.model_validate(parsed.to_wire()) == parsed
+
+
+@pytest.mark.parametrize("doc", _examples("AcceleratorModel"), ids=lambda d: d["metadata"]["name"])
+def test_example_accelerator_models_round_trip(doc: dict[str, Any]) -> None:
+    parsed = AcceleratorModel.model_validate(doc)
+    assert AcceleratorModel.model_validate(parsed.to_wire()) == parsed
+    assert parsed.spec.source.strip()
+
+
+def test_accelerator_model_wire_form() -> None:
+    parsed = AcceleratorModel.model_validate(
+        {
+            "apiVersion": "fedcompute.io/v1alpha1",
+            "kind": "AcceleratorModel",
+            "metadata": {"name": "nvidia-h100-80gb-hbm3"},
+            "spec": {
+                "vendor": "NVIDIA",
+                "aliases": ["NVIDIA H100 80GB HBM3"],
+                "memory": 85899345920,
+                "tflops": {"fp16": "989500m", "fp8": 1979},
+                "source": "datasheet",
+            },
+        }
+    )
+    assert parsed.name == "nvidia-h100-80gb-hbm3"
+    assert parsed.spec.memory == Decimal(80 * 2**30)
+    assert parsed.spec.tflops is not None
+    assert parsed.spec.tflops.as_dict() == {"fp16": Decimal("989.5"), "fp8": Decimal(1979)}
+    assert parsed.to_wire()["spec"] == {
+        "vendor": "NVIDIA",
+        "aliases": ["NVIDIA H100 80GB HBM3"],
+        "memory": "80Gi",
+        "tflops": {"fp16": "989.5", "fp8": "1979"},
+        "source": "datasheet",
+    }
+    assert (accelerator.KIND, accelerator.PLURAL, accelerator.SHORT_NAMES) == (
+        "AcceleratorModel",
+        "acceleratormodels",
+        ("accmodel",),
+    )
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"vendor": "NVIDIA"},
+        {"vendor": "NVIDIA", "source": ""},
+        {"vendor": "", "source": "x"},
+        {"vendor": "NVIDIA", "source": "x", "memory": "8Ei"},
+        {"vendor": "NVIDIA", "source": "x", "tflops": {"fp4": "1"}},
+        {"vendor": "NVIDIA", "source": "x", "aliases": ["a"] * 17},
+        {"vendor": "NVIDIA", "source": "x", "aliases": ["tab\there"]},
+        {"vendor": "NVIDIA", "source": "x", "colour": "green"},
+    ],
+)
+def test_accelerator_model_refuses_what_the_crd_refuses(spec: dict[str, Any]) -> None:
+    with pytest.raises(pydantic.ValidationError):
+        accelerator.AcceleratorModelSpec.model_validate(spec)
 
 
 def test_examples_form_a_national_platform() -> None:

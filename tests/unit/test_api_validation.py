@@ -90,9 +90,14 @@ def test_valid_manifests_and_examples_pass(path: Path) -> None:
     assert all(r.valid for r in reports), [r.lines() for r in reports]
 
 
-def test_examples_hold_both_kinds() -> None:
+def test_examples_hold_every_kind() -> None:
     reports = validation.validate_paths([EXAMPLES])
-    assert {r.kind for r in reports} == {"ComputeProvider", "RegionPool"}
+    assert {r.kind for r in reports} == {"ComputeProvider", "RegionPool", "AcceleratorModel"}
+
+
+def test_corpus_covers_every_kind() -> None:
+    kinds = {yaml.safe_load(p.read_text())["kind"] for p in INVALID}
+    assert kinds == set(crds.RESOURCES_BY_KIND)
 
 
 def test_every_cel_rule_is_exercised_by_the_corpus() -> None:
@@ -103,6 +108,9 @@ def test_every_cel_rule_is_exercised_by_the_corpus() -> None:
         for rule in node.get("x-kubernetes-validations", [])
     }
     seen = {str(e) for path in INVALID for e in validate_document(yaml.safe_load(path.read_text()))}
+    seen |= {
+        str(e) for path in INVALID_STATUS for e in validate_status(yaml.safe_load(path.read_text()))
+    }
     for message in messages:
         assert any(message in line for line in seen), f"no invalid case breaks: {message}"
 
@@ -211,6 +219,29 @@ def test_error_strings_read_like_kubectl() -> None:
     )
     errors = validate_document(_provider(region=None))
     assert str(errors[0]) == "spec.region: Required value"
+
+
+def _model(**spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "fedcompute.io/v1alpha1",
+        "kind": "AcceleratorModel",
+        "metadata": {"name": "m"},
+        "spec": {"vendor": "NVIDIA", "source": "datasheet", **spec},
+    }
+
+
+def test_accelerator_model_has_no_status_to_ignore() -> None:
+    # Without a status subresource, status is an undeclared field on every write.
+    doc = _model()
+    doc["status"] = {"observedGeneration": 1}
+    assert [(e.path, e.type) for e in validate_document(doc)] == [("status", ErrorType.UNKNOWN)]
+    assert [(e.path, e.type) for e in validate_status(doc)] == [("status", ErrorType.UNKNOWN)]
+
+
+def test_accelerator_model_quantities_have_the_range_rule() -> None:
+    assert validate_document(_model(memory="9223372036854775807", tflops={"fp8": 1})) == []
+    errors = validate_document(_model(memory="8Ei", tflops={"fp8": "1e19"}))
+    assert [e.path for e in errors] == ["spec.memory", "spec.tflops.fp8"]
 
 
 # --- quantities above 2^63-1 ----------------------------------------------------------

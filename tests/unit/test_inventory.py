@@ -14,6 +14,8 @@ from fedcompute.capacity.inventory import AcceleratorInventory, DeclaredAccelera
 
 GPU = "nvidia.com/gpu"
 MODEL_LABEL = "nvidia.com/gpu.product"
+AMD_GPU = "amd.com/gpu"
+AMD_LABEL = "amd.com/gpu.product-name"
 
 
 def q(values: Mapping[str, str | int]) -> dict[str, Decimal]:
@@ -99,7 +101,7 @@ def summarize(
         nodes,
         pods,
         accelerator_model_label=MODEL_LABEL,
-        accelerator_resources=[GPU, "amd.com/gpu"],
+        accelerator_resources=[GPU, AMD_GPU],
         reserved=q(reserved or {}),
     )
 
@@ -457,23 +459,26 @@ def test_allocated_counts_live_pods_on_counted_nodes_only() -> None:
         pod(container("a", {"cpu": "4"}), node="elsewhere"),
     ]
     summary = summarize(nodes, pods)
-    assert summary.allocated == q({"cpu": "3", "memory": "1Gi"})
-    assert summary.available == q({"cpu": "5", "memory": "31Gi", "pods": "110"})
+    # The Running and the Pending pod bound to "ok" hold a pod slot each.
+    assert summary.allocated == q({"cpu": "3", "memory": "1Gi", "pods": 2})
+    assert summary.available == q({"cpu": "5", "memory": "31Gi", "pods": "108"})
 
 
+# One running pod on n1: it takes one of the node's 110 pod slots.
 RESERVED_CASES: list[tuple[str, dict[str, str | int], dict[str, str | int]]] = [
-    ("nothing reserved", {}, {"cpu": "6", "memory": "30Gi", "pods": "110"}),
+    ("nothing reserved", {}, {"cpu": "6", "memory": "30Gi", "pods": "109"}),
     (
         "reserved is subtracted",
         {"cpu": "1", "memory": "2Gi"},
-        {"cpu": "5", "memory": "28Gi", "pods": "110"},
+        {"cpu": "5", "memory": "28Gi", "pods": "109"},
     ),
-    ("clamped at zero", {"cpu": "100"}, {"cpu": "0", "memory": "30Gi", "pods": "110"}),
+    ("clamped at zero", {"cpu": "100"}, {"cpu": "0", "memory": "30Gi", "pods": "109"}),
     (
         "unknown resources are ignored",
         {"example.com/foo": "1"},
-        {"cpu": "6", "memory": "30Gi", "pods": "110"},
+        {"cpu": "6", "memory": "30Gi", "pods": "109"},
     ),
+    ("reserved pods are subtracted", {"pods": "9"}, {"cpu": "6", "memory": "30Gi", "pods": "100"}),
 ]
 
 
@@ -492,8 +497,9 @@ def test_reserved_is_subtracted_and_clamped(
 def test_overcommitted_allocation_clamps_at_zero() -> None:
     pods = [pod(container("a", {"cpu": "12"}), node="n1")]
     summary = summarize([node("n1", SMALL)], pods)
-    assert summary.allocated == q({"cpu": "12"})
+    assert summary.allocated == q({"cpu": "12", "pods": 1})
     assert summary.available["cpu"] == 0
+    assert summary.available["pods"] == 109
 
 
 def test_accelerators_are_grouped_by_model() -> None:
@@ -505,34 +511,76 @@ def test_accelerators_are_grouped_by_model() -> None:
         node("a2", gpu8, allocatable={**SMALL, GPU: "7"}, labels=a100),
         node("a3", gpu8, labels=a100, ready=False),
         node("h1", {**SMALL, GPU: "4"}, labels=h100),
-        node("x1", {**SMALL, GPU: "2"}),
-        node("m1", {**SMALL, "amd.com/gpu": "8"}, labels={MODEL_LABEL: "MI300X"}),
+        node("m1", {**SMALL, AMD_GPU: "8"}, labels={AMD_LABEL: "MI300X"}),
         node("cpu-only", SMALL, labels={MODEL_LABEL: "A100"}),
     ]
     pods = [
         pod(container("a", {GPU: "3"}), node="a1"),
         pod(container("a", {GPU: "8"}), node="a3"),
         pod(container("a", {GPU: "6"}), node="h1"),
-        pod(container("a", {GPU: "1"}), node="x1", phase="Succeeded"),
     ]
     summary = summarize(nodes, pods)
     assert summary.accelerators == (
+        # a1: 8 devices, 3 taken (5 free); a2: 7 of 8 allocatable (1 unhealthy, 7 free);
+        # a3 is not Ready: its 8 devices are capacity only.
         AcceleratorInventory(
-            "A100", GPU, nodes=3, capacity=24, allocatable=15, allocated=3, available=12
+            "A100",
+            GPU,
+            nodes=3,
+            capacity=24,
+            allocatable=15,
+            allocated=3,
+            available=12,
+            vendor="NVIDIA",
+            resource_names=(GPU,),
+            unhealthy=1,
+            slots={"1": 12, "2": 5, "4": 2, "8": 0, "16": 0},
+        ),
+        # A pod asking 6 of h1's 4 devices takes the 4 there are, never more.
+        AcceleratorInventory(
+            "H100",
+            GPU,
+            nodes=1,
+            capacity=4,
+            allocatable=4,
+            allocated=4,
+            available=0,
+            vendor="NVIDIA",
+            resource_names=(GPU,),
+            slots={"1": 0, "2": 0, "4": 0, "8": 0, "16": 0},
         ),
         AcceleratorInventory(
-            "H100", GPU, nodes=1, capacity=4, allocatable=4, allocated=6, available=0
-        ),
-        AcceleratorInventory(
-            "MI300X", "amd.com/gpu", nodes=1, capacity=8, allocatable=8, allocated=0, available=8
-        ),
-        AcceleratorInventory(
-            "unknown", GPU, nodes=1, capacity=2, allocatable=2, allocated=0, available=2
+            "MI300X",
+            AMD_GPU,
+            nodes=1,
+            capacity=8,
+            allocatable=8,
+            allocated=0,
+            available=8,
+            vendor="AMD",
+            resource_names=(AMD_GPU,),
+            slots={"1": 8, "2": 4, "4": 2, "8": 1, "16": 0},
         ),
     )
-    assert summary.capacity[GPU] == 30
-    assert summary.allocatable[GPU] == 21
+    assert summary.capacity[GPU] == 28
+    assert summary.allocatable[GPU] == 19
     assert summary.allocated[GPU] == 9
+
+
+def test_devices_without_a_model_label_are_counted_as_unknown_of_their_vendor() -> None:
+    nodes = [
+        node("x1", {**SMALL, GPU: "2"}),
+        # The NVIDIA label names no AMD device: the AMD vendor reads its own labels only.
+        node("m1", {**SMALL, AMD_GPU: "8"}, labels={MODEL_LABEL: "MI300X"}),
+    ]
+    pods = [pod(container("a", {GPU: "1"}), node="x1", phase="Succeeded")]
+    summary = summarize(nodes, pods)
+    assert [
+        (a.model, a.vendor, a.capacity, a.available, a.identified) for a in summary.accelerators
+    ] == [
+        ("unknown-amd", "AMD", 8, 8, False),
+        ("unknown-nvidia", "NVIDIA", 2, 2, False),
+    ]
 
 
 def test_an_empty_member() -> None:
@@ -567,12 +615,27 @@ def test_static_summary() -> None:
     assert summary.allocated == {}
     assert summary.available == summary.allocatable
     assert (summary.nodes_total, summary.nodes_ready, summary.nodes_counted) == (4, 4, 4)
+    # The 2 reserved devices come off the first model by name (A100: 16 declared, 14 offered).
     assert summary.accelerators == (
         AcceleratorInventory(
-            "A100", GPU, nodes=0, capacity=16, allocatable=16, allocated=0, available=16
+            "A100",
+            GPU,
+            nodes=0,
+            capacity=16,
+            allocatable=14,
+            allocated=0,
+            available=14,
+            resource_names=(GPU,),
         ),
         AcceleratorInventory(
-            "H100", GPU, nodes=0, capacity=4, allocatable=4, allocated=0, available=4
+            "H100",
+            GPU,
+            nodes=0,
+            capacity=4,
+            allocatable=4,
+            allocated=0,
+            available=4,
+            resource_names=(GPU,),
         ),
     )
 

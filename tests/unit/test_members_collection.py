@@ -16,6 +16,7 @@ import threading
 import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -384,3 +385,177 @@ def test_the_deadline_covers_reading_the_secret() -> None:
 
 def test_slow_reasons() -> None:
     assert {Reason.TIMEOUT, Reason.UNREACHABLE} == members.SLOW_REASONS
+
+
+# --- the summary a collection feeds, page by page -------------------------------------------
+
+H100 = "NVIDIA H100 80GB HBM3"
+NV = "gpu.nvidia.com"
+
+
+def _node(name: str, gpus: int, *, ready: bool = True, cordoned: bool = False) -> dict[str, Any]:
+    capacity = {"cpu": "32", "memory": "256Gi", "pods": "110", "nvidia.com/gpu": str(gpus)}
+    return {
+        "metadata": {"name": name, "labels": {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}},
+        "spec": {"unschedulable": True} if cordoned else {},
+        "status": {
+            "capacity": capacity,
+            "allocatable": capacity,
+            "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
+        },
+    }
+
+
+def _pod(node: str, gpus: int, phase: str = "Running") -> dict[str, Any]:
+    requests = {"cpu": "2", "nvidia.com/gpu": str(gpus)}
+    return {
+        "metadata": {"name": f"p-{node}-{gpus}", "namespace": "ml"},
+        "spec": {
+            "nodeName": node,
+            "containers": [{"name": "c", "resources": {"requests": requests}}],
+        },
+        "status": {"phase": phase},
+    }
+
+
+def _slice(
+    name: str, node: str | None, devices: list[str], *, generation: int = 1, slices: int = 1
+) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "driver": NV,
+        "pool": {"name": node or "fabric", "generation": generation, "resourceSliceCount": slices},
+        "devices": [{"name": d, "attributes": {"productName": {"string": H100}}} for d in devices],
+    }
+    if node is None:
+        spec["allNodes"] = True
+    else:
+        spec["nodeName"] = node
+    return {"metadata": {"name": name}, "spec": spec}
+
+
+def _claim(pool: str, device: str, *, admin: bool = False) -> dict[str, Any]:
+    result = {"request": "r", "driver": NV, "pool": pool, "device": device, "adminAccess": admin}
+    return {"status": {"allocation": {"devices": {"results": [result]}}}}
+
+
+NODES = [
+    _node("g1", 8),
+    _node("g2", 8),
+    _node("g3", 4, ready=False),
+    _node("g4", 4, cordoned=True),
+    _node("d1", 3),
+    _node("d2", 0),
+]
+PODS = [
+    _pod("g1", 3),
+    _pod("g1", 1, phase="Pending"),
+    _pod("g2", 8),
+    _pod("g2", 2, phase="Succeeded"),
+    _pod("g3", 1),
+    _pod("elsewhere", 1),
+]
+
+
+def _class(name: str, driver: str, resource: str | None) -> dict[str, Any]:
+    spec: dict[str, Any] = {"selectors": [{"cel": {"expression": f'device.driver == "{driver}"'}}]}
+    if resource is not None:
+        spec["extendedResourceName"] = resource
+    return {"metadata": {"name": name}, "spec": spec}
+
+
+# d1 advertises its 3 DRA devices as nvidia.com/gpu too: counted once, as DRA devices.
+CLASSES = [
+    _class("gpu", NV, "nvidia.com/gpu"),
+    _class("other-gpu", "other.example.com", "nvidia.com/gpu"),
+    _class("plain", NV, None),
+]
+SLICES = [
+    _slice("d1-old", "d1", ["gpu-0", "gpu-1", "gpu-2", "gpu-3"], generation=1),
+    _slice("d1-new-a", "d1", ["gpu-0", "gpu-1"], generation=2, slices=2),
+    _slice("d1-new-b", "d1", ["gpu-2"], generation=2, slices=2),
+    # Generation 5 of d2 in 2 slices, one seen: the previous complete view is kept.
+    _slice("d2-a", "d2", ["gpu-0"], generation=5, slices=2),
+    # Reachable from every node: a provider selecting nodes cannot claim them.
+    _slice("fabric", None, ["gpu-0", "gpu-1"]),
+]
+CLAIMS = [_claim("d1", "gpu-0"), _claim("d1", "gpu-1", admin=True), _claim("d2", "gpu-7")]
+PREVIOUS_SLICES = [_slice("d2-old", "d2", [f"gpu-{i}" for i in range(8)], generation=4)]
+LISTS = {
+    "nodes": NODES,
+    "pods": PODS,
+    "deviceclasses": CLASSES,
+    "resourceslices": SLICES,
+    "resourceclaims": CLAIMS,
+}
+
+
+def _previous(p: ComputeProvider) -> Any:
+    summary = member_summarizer(p)
+    summary.feed("nodes", NODES)
+    summary.feed("resourceslices", PREVIOUS_SLICES)
+    return summary.result([])
+
+
+def _feed_in_pages(p: ComputeProvider, size: int, dra_order: tuple[str, ...]) -> Any:
+    summary = member_summarizer(p, _previous(p))
+    for kind in ("nodes", "pods", *dra_order):
+        items = LISTS[kind]
+        for start in range(0, len(items), size):
+            summary.feed(kind, items[start : start + size])
+    return summary.result(["a note"])
+
+
+def _interleaved(p: ComputeProvider) -> Any:
+    """DRA pages of different kinds taken turn about, one object a page."""
+    summary = member_summarizer(p, _previous(p))
+    summary.feed("nodes", NODES)
+    summary.feed("pods", PODS)
+    dra = ("deviceclasses", "resourceslices", "resourceclaims")
+    for i in range(max(len(LISTS[k]) for k in dra)):
+        for kind in dra:
+            summary.feed(kind, LISTS[kind][i : i + 1])
+    return summary.result(["a note"])
+
+
+@pytest.mark.parametrize("selected", [False, True], ids=["whole cluster", "node selector"])
+def test_pages_of_any_size_and_order_give_the_same_figures(selected: bool) -> None:
+    source: dict[str, Any] = {"kubeconfigSecretRef": {"name": "member-kubeconfig"}}
+    if selected:
+        source["nodeSelector"] = {"matchLabels": {"pool": "gpu"}}
+    p = ComputeProvider.model_validate(
+        {"metadata": {"name": "m1"}, "spec": {"region": "east", "source": {"kubernetes": source}}}
+    )
+    whole = _feed_in_pages(p, 1000, ("deviceclasses", "resourceslices", "resourceclaims"))
+
+    # What one page of each list gives, counted by hand. Extended resources: g1 8 (4 taken,
+    # the Pending pod included), g2 8 (8 taken), g3 4 and g4 4 capacity only. DRA: d1's
+    # generation 2 (3 devices, 1 allocated, the admin claim takes nothing), d2's kept
+    # generation 4 (8 devices, 1 allocated) and, for the whole cluster, 2 fabric devices.
+    fabric = 0 if selected else 2
+    (entry,) = whole.accelerators
+    assert (entry.model, entry.nodes, entry.capacity, entry.allocatable, entry.allocated) == (
+        "NVIDIA-H100-80GB-HBM3",
+        6,
+        35 + fabric,
+        27 + fabric,
+        14,
+    )
+    # Free per node and way: g1 4, g2 0, d1 2, d2 7 (fabric devices are on no one node).
+    assert entry.slots == {"1": 13, "2": 6, "4": 2, "8": 0, "16": 0}
+    assert whole.allocated == {
+        "cpu": Decimal(6),
+        "nvidia.com/gpu": Decimal(12),
+        "pods": Decimal(3),
+    }
+    assert whole.partial_pools == ("gpu.nvidia.com/d2",)
+    assert whole.notes == ("a note",)
+
+    orders = [
+        ("deviceclasses", "resourceslices", "resourceclaims"),
+        ("resourceclaims", "resourceslices", "deviceclasses"),
+        ("resourceslices", "resourceclaims", "deviceclasses"),
+    ]
+    for size in range(1, max(len(items) for items in LISTS.values()) + 1):
+        for order in orders:
+            assert _feed_in_pages(p, size, order) == whole, (size, order)
+    assert _interleaved(p) == whole

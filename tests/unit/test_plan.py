@@ -685,8 +685,8 @@ def test_pool_rolls_up_offered_providers_by_region_and_model() -> None:
     assert status["capacity"]["cpu"] == "192"
     assert status["allocatable"]["cpu"] == "128"
     assert status["accelerators"] == [
-        {"model": "H100", "count": 4, "available": 4},
-        {"model": A100, "count": 8, "available": 8},
+        {"model": "H100", "vendor": "NVIDIA", "count": 4, "allocated": 0, "available": 4},
+        {"model": A100, "vendor": "NVIDIA", "count": 8, "allocated": 0, "available": 8},
     ]
     assert status["acceleratorCount"] == 12
     assert [r["name"] for r in status["regions"]] == ["east", "west"]

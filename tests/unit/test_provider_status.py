@@ -19,9 +19,10 @@ from fedcompute.capacity.inventory import AcceleratorInventory, MemberInventory
 from fedcompute.capacity.providers import (
     Collection,
     ProviderView,
+    builtin_catalog,
+    compute_power,
     plan_provider,
     resumed_collection,
-    static_compute_power,
     static_inventory,
 )
 
@@ -176,7 +177,7 @@ def test_static_provider_ignores_any_collection() -> None:
 
 def test_static_compute_power_is_count_times_tflops_per_device_summed_over_models() -> None:
     p = static_provider(
-        resources={"cpu": "100", GPU: "24"},
+        resources={"cpu": "100", GPU: "27"},
         accelerators=[
             {"model": "A100", "count": 16, "tflopsPerDevice": {"fp64": "9.7", "fp16": "312"}},
             {"model": "H100", "count": 8, "tflopsPerDevice": {"fp16": "989.5"}},
@@ -184,10 +185,14 @@ def test_static_compute_power_is_count_times_tflops_per_device_summed_over_model
         ],
     )
     expected = {"fp64": Decimal("155.2"), "fp16": Decimal(16 * 312 + 8 * 989.5)}
-    assert static_compute_power(p) == expected
+    declared = {"A100": q({"fp64": "9.7", "fp16": "312"}), "H100": q({"fp16": "989.5"})}
+    devices = static_inventory(p).accelerators
+    assert compute_power(devices, builtin_catalog(), declared) == (expected, 3)
     view = plan_provider(p, collection=None, claim=None, now=T0)
     assert view.compute_power == expected
+    assert view.compute_power_excluded == 3
     assert view.status.to_wire()["computePower"] == {"fp64": "155.2", "fp16": "12908"}
+    assert view.status.to_wire()["computePowerExcludedDevices"] == 3
 
 
 def test_static_accelerators_in_status_sorted_by_model_with_their_count() -> None:
@@ -206,15 +211,24 @@ def test_static_accelerators_in_status_sorted_by_model_with_their_count() -> Non
 
 def test_static_without_accelerators_has_no_compute_power() -> None:
     p = static_provider()
-    assert static_compute_power(p) == {}
     view = plan_provider(p, collection=None, claim=None, now=T0)
+    assert view.compute_power == {}
+    assert view.compute_power_excluded == 0
     assert view.status.compute_power is None
+    assert view.status.compute_power_excluded_devices is None
     assert view.status.accelerators is None
     assert view.status.accelerator_count == 0
 
 
-def test_static_compute_power_of_a_member_provider_is_empty() -> None:
-    assert static_compute_power(member_provider()) == {}
+def test_member_devices_of_a_model_without_figures_are_excluded_from_compute_power() -> None:
+    """A member's figures come from the catalog only; "A100" names no catalog entry."""
+    view = plan_provider(
+        member_provider(), collection=good(T0, figures(gpus=8)), claim=None, now=T0
+    )
+    assert view.compute_power == {}
+    assert view.compute_power_excluded == 8
+    assert view.status.compute_power is None
+    assert view.status.compute_power_excluded_devices == 8
 
 
 # --- member providers: the life cycle ------------------------------------------------------
@@ -379,8 +393,20 @@ def test_member_figures_from_summarize_member() -> None:
     assert wire_status["allocatable"] == {"cpu": "16", GPU: "4"}
     assert wire_status["available"] == {"cpu": "14", GPU: "3"}
     assert wire_status["nodes"] == {"total": 2, "ready": 1}
+    # The running pod counts in allocated["pods"] (its node states no pods capacity here).
+    assert wire_status["allocated"] == {"cpu": "2", GPU: "1", "pods": "1"}
+    # capacity counts the not-Ready node's devices too; slots only the Ready node's 3 free.
     assert wire_status["accelerators"] == [
-        {"model": "H100", "resourceName": GPU, "count": 4, "allocated": 1, "available": 3}
+        {
+            "model": "H100",
+            "vendor": "NVIDIA",
+            "resourceName": GPU,
+            "capacity": 8,
+            "count": 4,
+            "allocated": 1,
+            "available": 3,
+            "slots": {"1": 3, "2": 1, "4": 0, "8": 0, "16": 0},
+        }
     ]
     assert wire_status["acceleratorCount"] == 4
 

@@ -145,9 +145,10 @@ def test_accelerators_per_model_over_offered_providers() -> None:
         view("down", devices=(gpus("L40", 16, 16),), ready=False),
     ]
     status = plan_pool(pool(), views, nodes=4, now=T0)
+    # allocated in these views is 0 (gpus() leaves it so): the pool sums what they say.
     assert status.to_wire()["accelerators"] == [
-        {"model": "A100", "count": 4, "available": 4},
-        {"model": "H100", "count": 10, "available": 5},
+        {"model": "A100", "count": 4, "allocated": 0, "available": 4},
+        {"model": "H100", "count": 10, "allocated": 0, "available": 5},
     ]
     assert status.accelerator_count == 14
 
@@ -354,4 +355,8 @@ def test_rollup_of_planned_static_providers() -> None:
     assert wire["capacity"] == {"cpu": "48", GPU: "8"}
     assert wire["allocatable"] == {"cpu": "15", GPU: "4"}
     assert wire["computePower"] == {"fp64": "38.8"}
-    assert wire["accelerators"] == [{"model": "A100", "count": 4, "available": 4}]
+    # The vendor comes from the resource name (nvidia.com/gpu); static slots are absent
+    # without devicesPerNode.
+    assert wire["accelerators"] == [
+        {"model": "A100", "vendor": "NVIDIA", "count": 4, "allocated": 0, "available": 4}
+    ]

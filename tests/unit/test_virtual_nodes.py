@@ -134,6 +134,7 @@ def test_labels_of_a_plain_provider() -> None:
     d = desired()
     assert d.name == "fc-lingang"
     assert d.labels == {
+        "fedcompute.io/accelerator": "none",
         "fedcompute.io/pool": "main",
         "fedcompute.io/provider": "lingang",
         "topology.kubernetes.io/region": "east",
@@ -168,7 +169,7 @@ def test_zone_and_sector_labels_only_when_set(
 @pytest.mark.parametrize(
     ("inventory", "label"),
     [
-        pytest.param((), None, id="no-devices"),
+        pytest.param((), "none", id="no-devices"),
         pytest.param((devices("A100", GPU, 8),), "A100", id="one-model"),
         pytest.param(
             (devices("A100", GPU, 8), devices("H100", GPU, 16)), "H100", id="most-devices"
@@ -190,7 +191,7 @@ def test_zone_and_sector_labels_only_when_set(
     ],
 )
 def test_accelerator_label_names_the_model_with_most_devices(
-    inventory: tuple[AcceleratorInventory, ...], label: str | None
+    inventory: tuple[AcceleratorInventory, ...], label: str
 ) -> None:
     assert desired(devices=inventory).labels.get("fedcompute.io/accelerator") == label
 

@@ -521,6 +521,10 @@ class ConditionSet:
             now=self._now,
         )
 
+    def discard(self, type_: str) -> None:
+        """Drop the condition of ``type_`` (an aspect that no longer applies)."""
+        self._conditions = [c for c in self._conditions if c.type != type_]
+
     def result(self) -> list[Condition]:
         """The conditions, in the given type order (others after, by type)."""
         return sorted(

@@ -18,6 +18,7 @@ from fedcompute.api.common import (
     LABEL_KEYS_RULE,
     Condition,
     DnsLabel,
+    DnsSubdomain,
     Folded,
     LabelSelector,
     LabelValue,
@@ -56,6 +57,10 @@ class ConditionType:
     STALLED: Final = "Stalled"
     """True when the pool cannot progress without a change from the user: an invalid spec
     or a write the API server refused (kstatus reads it as Failed)."""
+    KUEUE_EXPORTED: Final = "KueueExported"
+    """Only with ``spec.kueue``: whether the pool's ResourceFlavors and ClusterQueue are in
+    place with the current quotas (False: Kueue is not installed, a name is taken by an
+    object fedcompute did not create, or Kueue refused a write)."""
 
 
 class Reason:
@@ -74,6 +79,15 @@ class Reason:
     RECONCILED: Final = "Reconciled"
     AWAITING_COLLECTION: Final = "AwaitingCollection"
     NOT_STALLED: Final = "NotStalled"
+    # KueueExported
+    EXPORTED: Final = "Exported"
+    KUEUE_NOT_INSTALLED: Final = "KueueNotInstalled"
+    KUEUE_EXPORT_DISABLED: Final = "KueueExportDisabled"
+    """The operator runs without ``--kueue``: it has no rights to write Kueue objects."""
+    NAME_TAKEN: Final = "NameTaken"
+    """An object of an exported name exists and was not created by fedcompute."""
+    EXPORT_PENDING: Final = "ExportPending"
+    """The ClusterQueue is being created."""
 
 
 TaintEffect = Literal["NoSchedule", "PreferNoSchedule", "NoExecute"]
@@ -101,6 +115,28 @@ class NodeTemplate(WireModel):
         max_length=16,
         description="Taints added to the pool's virtual nodes, unique by key and effect.",
         json_schema_extra=list_map("key", "effect"),
+    )
+
+
+KueueQuota = Literal["Allocatable", "Available"]
+
+
+class KueueExport(WireModel):
+    """Export the pool to Kueue as a ClusterQueue whose quotas follow its capacity."""
+
+    cluster_queue: DnsSubdomain | None = Field(
+        default=None,
+        description="Name of the ClusterQueue (default fc-<pool name>).",
+    )
+    cohort: DnsSubdomain | None = Field(
+        default=None,
+        description="Kueue cohort the ClusterQueue joins, to borrow and lend quota.",
+    )
+    quota: KueueQuota = Field(
+        default="Allocatable",
+        description="Allocatable (default): nominal quotas are what the pool's Ready, "
+        "schedulable providers offer. Available: what they have free now (less what their "
+        "own pods already use).",
     )
 
 
@@ -147,6 +183,13 @@ class RegionPoolSpec(WireModel):
     paused: bool = Field(
         default=False,
         description="When true the pool keeps its claims but stops updating its nodes.",
+    )
+    kueue: KueueExport | None = Field(
+        default=None,
+        description="Export the pool to Kueue (kueue.x-k8s.io/v1beta2): one ResourceFlavor "
+        "per accelerator model (and one for providers without accelerators) and a "
+        "ClusterQueue whose nominal quotas follow the pool's capacity. Unset: no export, and "
+        "objects exported before are deleted.",
     )
 
     def selects(self, *, region: str, labels: Mapping[str, str] | None) -> bool:

@@ -65,6 +65,8 @@ class PoolEntry:
     members: tuple[ProviderView, ...]
     nodes: int
     rejected: str | None
+    kueue: Any
+    """The ``KueueExported`` condition it was planned with (None: no export)."""
     view: Any
     converged: bool
 

@@ -25,6 +25,8 @@ LABEL_POOL: Final = "fedcompute.io/pool"
 LABEL_PROVIDER: Final = "fedcompute.io/provider"
 LABEL_SECTOR: Final = "fedcompute.io/sector"
 LABEL_ACCELERATOR: Final = "fedcompute.io/accelerator"
+NO_ACCELERATOR: Final = "none"
+"""``fedcompute.io/accelerator`` of the virtual node of a provider without accelerators."""
 LABEL_REGION: Final = "topology.kubernetes.io/region"
 LABEL_ZONE: Final = "topology.kubernetes.io/zone"
 ANNOTATION_MANAGED_LABELS: Final = "fedcompute.io/managed-labels"
@@ -85,7 +87,8 @@ class DesiredNode:
     lease_wanted: bool
 
 
-def _top_accelerator(view: ProviderView) -> str | None:
+def top_accelerator(view: ProviderView) -> str | None:
+    """The model with the most devices (ties: by name): the node's accelerator label."""
     counts: dict[str, int] = {}
     for device in view.accelerators:
         counts[device.model] = counts.get(device.model, 0) + device.capacity
@@ -113,9 +116,8 @@ def desired_node(provider: ComputeProvider, pool: RegionPool, view: ProviderView
         labels[LABEL_ZONE] = spec.zone
     if spec.sector:
         labels[LABEL_SECTOR] = spec.sector
-    top = _top_accelerator(view)
-    if top:
-        labels[LABEL_ACCELERATOR] = top
+    # "none" without accelerators, so a Kueue flavor can select exactly those nodes.
+    labels[LABEL_ACCELERATOR] = top_accelerator(view) or NO_ACCELERATOR
     taints: list[Json] = [dict(VIRTUAL_TAINT)]
     for taint in (pool.spec.node_template.taints or []) if pool.spec.node_template else []:
         entry: Json = {"key": taint.key, "effect": taint.effect}

@@ -37,7 +37,7 @@ from fedcompute.api.pool import RegionPool, RegionPoolStatus
 from fedcompute.api.provider import PLURAL as PROVIDERS
 from fedcompute.api.provider import ComputeProvider, ComputeProviderStatus, Reason
 from fedcompute.api.provider import ConditionType as ProviderCondition
-from fedcompute.capacity import claims, nodes, providers, rollup
+from fedcompute.capacity import claims, kueue, nodes, providers, rollup
 from fedcompute.capacity.memo import (
     ClaimEntry,
     NodeEntry,
@@ -631,13 +631,46 @@ class _Planner:
                 continue
             owner = (POOLS, name)
             views = members.get(name, [])
-            if self._guard(owner, partial(self._pool, pool, views, obs, counts)) is None:
+            export = self._guard(owner, partial(self._kueue, pool, views))
+            if owner in self.failures:
+                export = None
+            if self._guard(owner, partial(self._pool, pool, views, obs, counts, export)) is None:
                 message = self.failures[owner]
                 failed: list[ConditionSpec] = [
                     (PoolCondition.READY, FALSE, PoolReason.PLAN_FAILED, message),
                     (PoolCondition.DEGRADED, TRUE, PoolReason.PLAN_FAILED, message),
                 ]
                 self._guard(owner, partial(self._condition_patch, owner, obs, failed))
+        self._guard((POOLS, "(deleted pools' Kueue objects)"), self._kueue_orphans)
+
+    def _kueue(self, pool: RegionPool, views: list[ProviderView]) -> kueue.KueuePlan | None:
+        """The pool's Kueue export (None when it neither exports nor has exported)."""
+        exported = self.s.exported
+        if pool.spec.kueue is None and not any(
+            kueue.owned_by(body, pool.name)
+            for collection in (kueue.FLAVORS, kueue.QUEUES)
+            for body in exported.get(collection, {}).values()
+        ):
+            return None
+        rejection = self.s.export_rejections.get((POOLS, pool.name))
+        refused = None
+        if rejection is not None:
+            refused = (
+                f"the API server refused to {rejection.what} (HTTP {rejection.code}): "
+                f"{rejection.message}"
+            )
+        return kueue.plan_export(
+            pool,
+            views,
+            exported,
+            installed=bool(self.s.kueue),
+            enabled=self.s.kueue is not None,
+            refused=refused,
+        )
+
+    def _kueue_orphans(self) -> None:
+        """Delete exported Kueue objects of pools that no longer exist."""
+        self.intents.extend(kueue.orphans(self.s.exported, set(self.s.pools)))
 
     def _pool(
         self,
@@ -645,20 +678,25 @@ class _Planner:
         views: list[ProviderView],
         obs: Observed,
         counts: Mapping[str, int],
+        export: kueue.KueuePlan | None,
     ) -> bool:
         """One pool's roll-up and status intents, reused while its members hold."""
         owner = (POOLS, pool.name)
         count = counts.get(pool.name, 0)
         rejected = self._rejected(owner)
+        condition = export.condition if export is not None else None
+        export_intents = export.intents if export is not None else ()
         entry = self.memo.pools.get(pool.name)
         if (
             entry is not None
             and entry.nodes == count
             and entry.rejected == rejected
+            and entry.kueue == condition
             and same_members(entry.members, views)
         ):
             if entry.obs is obs and entry.converged:  # converged: independent of the clock
                 self.pool_views[pool.name] = entry.view
+                self.intents.extend(export_intents)
                 return True
             if (
                 obs.body.get("spec") == entry.spec
@@ -667,10 +705,13 @@ class _Planner:
             ):
                 entry.obs, entry.converged = obs, True  # the answer to our own status write
                 self.pool_views[pool.name] = entry.view
+                self.intents.extend(export_intents)
                 return True
         full = obs.with_status()
         assert isinstance(full, RegionPool)
-        status = rollup.plan_pool(full, views, nodes=count, now=self.now, rejected=rejected)
+        status = rollup.plan_pool(
+            full, views, nodes=count, now=self.now, rejected=rejected, kueue=condition
+        )
         ready = sum(1 for v in views if v.ready)
         view = PoolView(pool.name, status, ready, len(views) - ready)
         first = len(self.intents)
@@ -683,9 +724,11 @@ class _Planner:
             tuple(views),
             count,
             rejected,
+            condition,
             view,
             len(self.intents) == first,
         )
+        self.intents.extend(export_intents)
         return True
 
 

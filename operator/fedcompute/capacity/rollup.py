@@ -16,6 +16,7 @@ from fedcompute.api.common import (
     FALSE,
     TRUE,
     ConditionSet,
+    ConditionStatus,
     Folded,
     ReadyCount,
     TflopsByPrecision,
@@ -37,6 +38,7 @@ ORDER: Final = (
     ConditionType.DEGRADED,
     ConditionType.RECONCILING,
     ConditionType.STALLED,
+    ConditionType.KUEUE_EXPORTED,
 )
 """Condition types in the order the status lists them."""
 
@@ -192,6 +194,17 @@ def _conditions(
     return conditions
 
 
+def _with_kueue(
+    conditions: ConditionSet, kueue: tuple[ConditionStatus, str, str] | None
+) -> ConditionSet:
+    if kueue is None:
+        conditions.discard(ConditionType.KUEUE_EXPORTED)
+    else:
+        status, reason, message = kueue
+        conditions.set(ConditionType.KUEUE_EXPORTED, status, reason, message)
+    return conditions
+
+
 def _progress(
     conditions: ConditionSet, waiting: Sequence[ProviderView], rejected: str | None
 ) -> None:
@@ -219,10 +232,12 @@ def plan_pool(
     nodes: int,
     now: datetime,
     rejected: str | None = None,
+    kueue: tuple[ConditionStatus, str, str] | None = None,
 ) -> RegionPoolStatus:
     """Desired status of ``pool`` given its claimed providers (sorted by name).
 
-    ``rejected`` describes the pool's own write the API server refused, if any.
+    ``rejected`` describes the pool's own write the API server refused, if any; ``kueue``
+    is the ``KueueExported`` condition (None: the pool does not export, no condition).
     """
     offered = [v for v in views if v.offered]
     regions, folded_regions = _regions(views)
@@ -249,7 +264,7 @@ def plan_pool(
         )
     fields: dict[str, Any] = {
         "observed_generation": pool.metadata.generation,
-        "conditions": _conditions(pool, views, now, rejected).result(),
+        "conditions": _with_kueue(_conditions(pool, views, now, rejected), kueue).result(),
         "providers": ReadyCount(total=len(views), ready=sum(1 for v in views if v.ready)),
         **maps,
         "regions": regions or None,

@@ -210,6 +210,13 @@ class Snapshot:
     leases: Mapping[str, Json] = field(default_factory=dict)
     rejections: Mapping[tuple[str, str], Rejection] = field(default_factory=dict)
     """Refused writes by owner ``(plural, name)``, until a retry succeeds or the owner changes."""
+    exported: Mapping[str, Mapping[str, Json]] = field(default_factory=dict)
+    """Objects the operator exports (Kueue ResourceFlavors and ClusterQueues,
+    ClusterProfiles) as observed: collection -> name -> body."""
+    kueue: bool | None = None
+    """None: the operator runs without Kueue export; else whether Kueue's API is served."""
+    export_rejections: Mapping[tuple[str, str], Rejection] = field(default_factory=dict)
+    """Refused writes of exported objects, by owner (reported on the export's condition)."""
     catalog: Catalog | None = None
     """Accelerator models: the built-in catalog with the AcceleratorModel objects over it
     (None: the built-in catalog alone). A new catalog object on every change of them."""

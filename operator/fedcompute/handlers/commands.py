@@ -52,6 +52,18 @@ def register(subparsers: Any) -> None:
         help="the host's kube-controller-manager --node-monitor-grace-period (default 50s, "
         "its own default): virtual nodes' Leases are renewed just under every half of it",
     )
+    run.add_argument(
+        "--kueue",
+        action="store_true",
+        help="export RegionPools with spec.kueue to Kueue (kueue.x-k8s.io/v1beta2 "
+        "ResourceFlavors and ClusterQueues; needs the chart's kueue.enabled RBAC)",
+    )
+    run.add_argument(
+        "--cluster-profiles-namespace",
+        metavar="NS",
+        help="publish one multicluster.x-k8s.io/v1alpha1 ClusterProfile per member-cluster "
+        "provider in NS (needs the chart's clusterProfiles RBAC); unset: none",
+    )
     run.add_argument("--verbose", action="store_true", help="debug logging")
     run.set_defaults(func=_run)
 
@@ -85,7 +97,11 @@ def _run(args: argparse.Namespace) -> int:
     options = OperatorOptions(
         kubeconfig=args.kubeconfig,
         settings=EngineSettings(
-            namespace=args.namespace, deny_cidrs=deny, node_monitor_grace_period=grace
+            namespace=args.namespace,
+            deny_cidrs=deny,
+            node_monitor_grace_period=grace,
+            kueue=args.kueue,
+            cluster_profiles_namespace=args.cluster_profiles_namespace,
         ),
         metrics=Metrics(),
         metrics_port=args.metrics_port,

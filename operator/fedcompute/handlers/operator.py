@@ -20,6 +20,7 @@ from fedcompute.api import GROUP, VERSION
 from fedcompute.api.accelerator import PLURAL as MODEL_PLURAL
 from fedcompute.api.pool import PLURAL as POOL_PLURAL
 from fedcompute.api.provider import PLURAL as PROVIDER_PLURAL
+from fedcompute.capacity import kueue
 from fedcompute.kube.host import Host
 from fedcompute.metrics import Metrics
 from fedcompute.reconcile.engine import FINALIZER, Engine, EngineSettings
@@ -76,6 +77,17 @@ def configure(settings: kopf.OperatorSettings) -> None:
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.networking.request_timeout = 60
+
+
+def _watch_exported(
+    registry: kopf.OperatorRegistry, group_version: str, plural: str, labels: dict[str, str]
+) -> None:
+    """Feed the engine the events of objects the operator exports (only those it labels)."""
+    group, version = group_version.split("/")
+
+    @kopf.on.event(group, version, plural, labels=labels, registry=registry)
+    async def exported_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+        memo["engine"].observe_exported(plural, event.get("type"), dict(event["object"]))
 
 
 def build_registry(options: OperatorOptions) -> kopf.OperatorRegistry:
@@ -143,6 +155,12 @@ def build_registry(options: OperatorOptions) -> kopf.OperatorRegistry:
     @kopf.on.event(GROUP, VERSION, MODEL_PLURAL, registry=registry)
     async def model_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
         memo["engine"].observe_model(event.get("type"), dict(event["object"]))
+
+    if options.settings.kueue:
+        for plural in (kueue.FLAVORS, kueue.QUEUES):
+            _watch_exported(
+                registry, kueue.GROUP_VERSION, plural, {kueue.LABEL_MANAGED_BY: kueue.MANAGER}
+            )
 
     @kopf.on.probe(id="reconcilePasses", registry=registry)
     def passes(memo: kopf.Memo, **_: Any) -> int:

@@ -32,17 +32,20 @@ from fedcompute.api import API_VERSION
 from fedcompute.intents import (
     CreateLease,
     CreateNode,
+    CreateObject,
     DeleteLease,
     DeleteNode,
+    DeleteObject,
     Intent,
     Owner,
     PatchNode,
+    PatchObject,
     PatchStatus,
     PostEvent,
     RenewLease,
     SetFinalizers,
 )
-from fedcompute.kube.host import Host, HostError
+from fedcompute.kube.host import MERGE, Host, HostError
 
 log = logging.getLogger("fedcompute.actuator")
 
@@ -108,6 +111,12 @@ def describe(intent: Intent) -> str:
             return f"write the Lease of Node {name}"
         case DeleteLease(name=name):
             return f"delete the Lease of Node {name}"
+        case CreateObject(collection=collection, name=name):
+            return f"create {collection} {name}"
+        case PatchObject(collection=collection, name=name):
+            return f"update {collection} {name}"
+        case DeleteObject(collection=collection, name=name):
+            return f"delete {collection} {name}"
     return type(intent).__name__  # pragma: no cover - the match is exhaustive
 
 
@@ -120,6 +129,8 @@ def resource_of(intent: Intent) -> str:
             return "events"
         case CreateNode() | PatchNode() | DeleteNode():
             return NODES
+        case CreateObject(collection=c) | PatchObject(collection=c) | DeleteObject(collection=c):
+            return c
     return LEASES
 
 
@@ -237,6 +248,13 @@ class Actuator:
             case DeleteLease(name=name, namespace=namespace):
                 self.host.delete_lease(namespace, name)
                 return Outcome(intent, "ok", ((LEASES, name, None),))
+            case CreateObject():
+                return self._create_object(intent)
+            case PatchObject():
+                return self._patch_object(intent)
+            case DeleteObject(collection=collection, path=path, name=name, uid=uid):
+                self.host.delete(f"{path}/{name}", uid=uid)
+                return Outcome(intent, "ok", ((collection, name, None),))
         raise TypeError(f"unknown intent {intent!r}")  # pragma: no cover
 
     def _gone_is_fine(
@@ -286,6 +304,38 @@ class Actuator:
                 raise
             return Outcome(intent, "ok", ((NODES, intent.name, None),))
         return Outcome(intent, "ok", ((NODES, intent.name, node),) if node else ())
+
+    def _create_object(self, intent: CreateObject) -> Outcome:
+        where = f"{intent.path}/{intent.name}"
+        try:
+            body = self.host.request("POST", intent.path, body=intent.body)
+        except HostError as exc:
+            if exc.status != 409:
+                raise
+            # Taken: read it back, so the next pass sees whose it is (never overwritten).
+            body = self.host.request("GET", where)
+            return Outcome(intent, "ok", ((intent.collection, intent.name, body),))
+        if intent.status is not None:
+            body = self.host.request(
+                "PATCH", f"{where}/status", body={"status": intent.status}, content_type=MERGE
+            )
+        return Outcome(intent, "ok", ((intent.collection, intent.name, body),))
+
+    def _patch_object(self, intent: PatchObject) -> Outcome:
+        where = f"{intent.path}/{intent.name}"
+        body: Json | None = None
+        try:
+            if intent.patch:
+                body = self.host.request("PATCH", where, body=intent.patch, content_type=MERGE)
+            if intent.status is not None:
+                body = self.host.request(
+                    "PATCH", f"{where}/status", body={"status": intent.status}, content_type=MERGE
+                )
+        except HostError as exc:
+            if exc.status != 404:
+                raise
+            return Outcome(intent, "ok", ((intent.collection, intent.name, None),))
+        return Outcome(intent, "ok", ((intent.collection, intent.name, body),) if body else ())
 
     def _ensure_lease(self, body: Json) -> Json:
         try:

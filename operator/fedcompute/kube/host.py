@@ -108,6 +108,16 @@ class Host:
         decoded: Json = json.loads(data) if data and decode else {}
         return decoded
 
+    def served(self, path: str) -> bool:
+        """Whether the API server serves a group version (discovery: 200, or 404)."""
+        try:
+            self.request("GET", path)
+        except HostError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
     def list_all(self, path: str, *, label_selector: str | None = None) -> Iterator[Json]:
         """Every item of a collection, paginated."""
         token = ""
@@ -153,10 +163,11 @@ class Host:
         """Merge-patch a Node's status."""
         return self.request("PATCH", f"/api/v1/nodes/{name}/status", body=patch, content_type=MERGE)
 
-    def delete(self, path: str) -> None:
-        """Delete an object; absent counts as done."""
+    def delete(self, path: str, *, uid: str | None = None) -> None:
+        """Delete an object (only the one with ``uid``, when given); absent counts as done."""
+        body = {"preconditions": {"uid": uid}} if uid else None
         try:
-            self.request("DELETE", path)
+            self.request("DELETE", path, body=body)
         except HostError as exc:
             if exc.status != 404:
                 raise

@@ -23,7 +23,7 @@ from fedcompute.api.accelerator import PLURAL as MODELS
 from fedcompute.api.pool import PLURAL as POOLS
 from fedcompute.api.provider import PLURAL as PROVIDERS
 from fedcompute.api.provider import ComputeProvider
-from fedcompute.capacity import inventory, nodes
+from fedcompute.capacity import inventory, kueue, nodes
 from fedcompute.capacity import plan as planning
 from fedcompute.capacity.memo import PlanMemo
 from fedcompute.capacity.providers import Collection, member_summarizer, resumed_collection
@@ -58,6 +58,12 @@ class EngineSettings:
     :func:`fedcompute.capacity.nodes.lease_period`)."""
     resync_interval: float = 300.0
     max_backoff: float = 60.0
+    kueue: bool = False
+    """Export pools with ``spec.kueue`` to Kueue (the operator then has rights to)."""
+    cluster_profiles_namespace: str | None = None
+    """Publish a ClusterProfile per member-cluster provider in this namespace (None: none)."""
+    discovery_interval: float = 60.0
+    """How often an operator with Kueue export checks whether Kueue's API is served."""
 
 
 class Engine:
@@ -133,6 +139,11 @@ class Engine:
             self.backoff.forget(lambda key: isinstance(key, tuple) and key[1] == NODE)
         self._dirty.set()
 
+    def observe_exported(self, collection: str, event_type: str | None, body: Json) -> None:
+        """Record an event of an object the operator exports (Kueue's, ClusterProfiles)."""
+        if self.world.observe_exported(collection, event_type, body):
+            self._dirty.set()
+
     def observe_model(self, event_type: str | None, body: Json) -> None:
         """Record an AcceleratorModel event: a changed catalog re-plans every provider."""
         if self.world.observe_model(event_type, body):
@@ -162,6 +173,8 @@ class Engine:
         )
         for body in models:
             self.observe_model(None, body)
+        if self.settings.kueue:
+            await self._discover_kueue()
         for body in providers:
             self.observe_provider(None, body)
         for body in pools:
@@ -169,6 +182,34 @@ class Engine:
         self.world.replace_virtual(node_list, lease_list)
         counts = (len(providers), len(pools), len(node_list), len(lease_list))
         log.info("observed %d providers, %d pools, %d virtual nodes, %d leases", *counts)
+
+    async def _discover_kueue(self) -> None:
+        """Whether Kueue's API is served, and (when it is) the objects exported to it."""
+        served = bool(await self.actuator.call(lambda: self.host.served(kueue.API_PATH)))
+        if served:
+            flavors, queues = await self.actuator.call(self._list_kueue)
+            self.world.replace_exported(kueue.FLAVORS, flavors)
+            self.world.replace_exported(kueue.QUEUES, queues)
+        if served != self.world.kueue:
+            log.info("Kueue (%s) is %s", kueue.GROUP_VERSION, "served" if served else "not served")
+            self.world.kueue = served
+            self._dirty.set()
+
+    def _list_kueue(self) -> tuple[list[Json], list[Json]]:
+        """The ResourceFlavors and ClusterQueues the operator exported (by its label)."""
+        return (
+            list(self.host.list_all(kueue.FLAVORS_PATH, label_selector=kueue.SELECTOR)),
+            list(self.host.list_all(kueue.QUEUES_PATH, label_selector=kueue.SELECTOR)),
+        )
+
+    async def _discovery_loop(self) -> None:
+        """Notice Kueue being installed or removed while the operator runs."""
+        while True:
+            await asyncio.sleep(self.settings.discovery_interval)
+            try:
+                await self._discover_kueue()
+            except Exception as exc:  # the API may be away; the next round tries again
+                log.warning("Kueue discovery failed: %s", exc)
 
     def _list_models(self) -> list[Json]:
         """AcceleratorModels; none (the built-in catalog alone) while their CRD is missing."""
@@ -187,6 +228,8 @@ class Engine:
             for coro in (self._reconcile_loop(), self.collector.loop(), self._lease_loop()):
                 self._tasks.append(loop.create_task(coro))
             self._tasks.append(loop.create_task(self._resync_loop()))
+            if self.settings.kueue:
+                self._tasks.append(loop.create_task(self._discovery_loop()))
 
     async def stop_loops(self) -> None:
         """Cancel the loops (the engine keeps observing and can start again)."""

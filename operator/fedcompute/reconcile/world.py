@@ -22,7 +22,16 @@ from fedcompute.api.provider import ComputeProvider
 from fedcompute.capacity.catalog import Catalog, ModelSpec, from_object
 from fedcompute.capacity.providers import Collection
 from fedcompute.capacity.snapshot import Observed, Rejection, Snapshot
-from fedcompute.intents import Intent, Owner, PatchStatus, PostEvent, SetFinalizers
+from fedcompute.intents import (
+    CreateObject,
+    DeleteObject,
+    Intent,
+    Owner,
+    PatchObject,
+    PatchStatus,
+    PostEvent,
+    SetFinalizers,
+)
 from fedcompute.kube.actuator import NODES, Outcome, describe
 
 log = logging.getLogger("fedcompute.world")
@@ -30,6 +39,9 @@ Json = dict[str, Any]
 STATUS: Final = "status"
 NODE: Final = "node"
 META: Final = "meta"
+EXPORT: Final = "export"
+EXPORTED: Final = ("resourceflavors", "clusterqueues", "clusterprofiles")
+"""Collections of the objects the operator exports, kept in :attr:`World.exported`."""
 
 
 def stream(intent: Intent) -> str:
@@ -42,6 +54,8 @@ def stream(intent: Intent) -> str:
         return STATUS
     if isinstance(intent, SetFinalizers):
         return META
+    if isinstance(intent, CreateObject | PatchObject | DeleteObject):
+        return EXPORT
     return NODE
 
 
@@ -82,6 +96,10 @@ class World:
     """Refused writes by (owner, stream), until a retry succeeds or the owner changes."""
     models: dict[str, Json] = field(default_factory=dict)
     """AcceleratorModel objects by name, as observed."""
+    exported: dict[str, dict[str, Json]] = field(default_factory=lambda: {c: {} for c in EXPORTED})
+    """Exported objects by collection and name (see :data:`EXPORTED`)."""
+    kueue: bool | None = None
+    """None: no Kueue export in this operator; else whether Kueue's API is served."""
     _catalog: Catalog | None = None
 
     @property
@@ -111,14 +129,18 @@ class World:
     def snapshot(self) -> Snapshot:
         """A read-only view for the planner (no copy: planning runs without awaiting)."""
         by_owner: dict[Owner, Rejection] = {}
-        for (owner, _stream), rejection in sorted(self.rejections.items()):
-            by_owner.setdefault(owner, rejection)
+        exports: dict[Owner, Rejection] = {}
+        for (owner, write_stream), rejection in sorted(self.rejections.items()):
+            (exports if write_stream == EXPORT else by_owner).setdefault(owner, rejection)
         return Snapshot(
             providers=types.MappingProxyType(self.providers),
             pools=types.MappingProxyType(self.pools),
             nodes=types.MappingProxyType(self.nodes),
             leases=types.MappingProxyType(self.leases),
             rejections=by_owner,
+            exported=types.MappingProxyType(self.exported),
+            kueue=self.kueue,
+            export_rejections=exports,
             catalog=self.catalog,
         )
 
@@ -171,7 +193,32 @@ class World:
             f"the API server refused the status (HTTP {outcome.code}): {outcome.message}"[:1024],
         )
 
+    def observe_exported(self, collection: str, event_type: str | None, body: Json) -> bool:
+        """Record a watch event of an exported object; True when it changed."""
+        store = self.exported[collection]
+        name = str(body["metadata"]["name"])
+        if event_type == "DELETED":
+            return store.pop(name, None) is not None
+        current = store.get(name)
+        if current is not None and not newer_or_same(body, current):
+            return False
+        store[name] = lean(body)
+        return current is None or current.get("metadata", {}).get("resourceVersion") != body.get(
+            "metadata", {}
+        ).get("resourceVersion")
+
+    def replace_exported(self, collection: str, bodies: Iterable[Json]) -> None:
+        """Take a fresh listing of one exported collection as the truth."""
+        self.exported[collection] = {str(b["metadata"]["name"]): lean(b) for b in bodies}
+
     def _store(self, collection: str, name: str, body: Json | None) -> None:
+        if collection in self.exported:
+            store = self.exported[collection]
+            if body is None:
+                store.pop(name, None)
+            elif newer_or_same(body, store.get(name)):
+                store[name] = lean(body)
+            return
         if collection in (PROVIDERS, POOLS):
             objects = self.providers if collection == PROVIDERS else self.pools
             if body is None:
