@@ -316,12 +316,6 @@ def test_static_tflops_per_device_win_over_the_catalog() -> None:
     assert h100.tflops["fp16"] != Decimal(900)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="providers.compute_power looks a static accelerator's tflopsPerDevice up by the "
-    "model name after _known_models renamed it to the catalog's canonical name, so the "
-    "declared figures of a model spelt by a catalog alias are ignored for the catalog's",
-)
 def test_static_tflops_per_device_win_for_a_model_spelt_by_an_alias() -> None:
     p = static(
         [{"model": "A100-SXM4-80GB", "count": 2, "tflopsPerDevice": {"fp16": "1"}}],

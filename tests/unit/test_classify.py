@@ -163,12 +163,6 @@ def test_a_model_label_override_names_partitions_after_their_parent() -> None:
     assert classifier.resource("amd.com/cpx_nps4", labels) == ("AMD", "A100-cpx_nps4")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="classify._partition_model returns the parent's model unchanged for a partition "
-    "resource of a vendor without model labels (Kunlunxin vxpu): a vXPU is named P800, the "
-    "whole XPU's model, and would be credited the whole device's catalog figures",
-)
 def test_a_model_label_override_names_partitions_of_vendors_without_labels() -> None:
     classifier = VendorClassifier(model_label=SITE_LABEL)
     labels = {SITE_LABEL: "P800"}

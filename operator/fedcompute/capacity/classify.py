@@ -26,8 +26,10 @@ def _domain(resource: str) -> str:
 
 def _partition_model(vendor: vendors.Vendor, resource: str, model: str) -> str:
     """``model`` (the parent device's) named for one unit of a partition resource."""
-    if not vendors.is_partition(resource) or not vendor.model_labels:
+    if not vendors.is_partition(resource):
         return vendors.normalize_model(model)
+    if not vendor.model_labels:  # no label to name the parent by: append the partition
+        return vendors.normalize_model(f"{model}-{resource.split('/', 1)[-1]}")
     named = vendors.model_label_for(resource, {vendor.model_labels[0]: model})
     return named or vendors.normalize_model(model)
 

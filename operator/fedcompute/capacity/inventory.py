@@ -63,6 +63,7 @@ Json = Mapping[str, Any]
 # What parsing or adding a member's quantity can raise; within one node's or pod's figures
 # they are turned into a QuantityError that names the field (see _reraise_named).
 _QUANTITY_ERRORS = (ValueError, ArithmeticError, TypeError, AttributeError)
+_VERSION = re.compile(r"v?[0-9]+\.[0-9]+[0-9A-Za-z.+_-]{0,58}")
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,252}")
 
 
@@ -151,6 +152,8 @@ class MemberInventory:
     """The last complete view of each DRA pool, kept for the next collection."""
     notes: tuple[str, ...] = ()
     """What could not be read (e.g. DRA lists the member forbids), for the condition."""
+    kubernetes_version: str = ""
+    """The member's ``/version`` (``gitVersion``), when it answered one."""
 
 
 @dataclass(frozen=True)
@@ -334,7 +337,14 @@ class MemberSummary:
     records are kept between pages.
     """
 
-    KINDS: Final = ("nodes", "pods", "deviceclasses", "resourceslices", "resourceclaims")
+    KINDS: Final = (
+        "version",
+        "nodes",
+        "pods",
+        "deviceclasses",
+        "resourceslices",
+        "resourceclaims",
+    )
 
     def __init__(
         self,
@@ -361,7 +371,9 @@ class MemberSummary:
         self._classes: dict[str, frozenset[str] | None] = {}
         self._slices = dra.SliceReader(classifier.device)
         self._claims = dra.ClaimReader()
+        self._version = ""
         self._feeds = {
+            "version": self._versions,
             "nodes": self._nodes,
             "pods": self._pods,
             "deviceclasses": self._device_classes,
@@ -371,9 +383,15 @@ class MemberSummary:
 
     def feed(self, kind: str, items: Iterable[Json]) -> None:
         """Take one page of objects of ``kind`` (one of :data:`KINDS`)."""
-        if kind not in ("nodes", "pods"):
+        if kind in ("deviceclasses", "resourceslices", "resourceclaims"):
             self._dra = True
         self._feeds[kind](items)
+
+    def _versions(self, answers: Iterable[Json]) -> None:
+        for answer in answers:
+            version = answer.get("gitVersion")
+            if isinstance(version, str) and _VERSION.fullmatch(version):
+                self._version = version
 
     # --- nodes and pods ----------------------------------------------------------------------
 
@@ -513,6 +531,7 @@ class MemberSummary:
             partial_pools=tuple(partial),
             device_pools=complete,
             notes=tuple(notes),
+            kubernetes_version=self._version,
         )
 
     def _dra_devices(

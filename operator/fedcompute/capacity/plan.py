@@ -37,7 +37,7 @@ from fedcompute.api.pool import RegionPool, RegionPoolStatus
 from fedcompute.api.provider import PLURAL as PROVIDERS
 from fedcompute.api.provider import ComputeProvider, ComputeProviderStatus, Reason
 from fedcompute.api.provider import ConditionType as ProviderCondition
-from fedcompute.capacity import claims, kueue, nodes, providers, rollup
+from fedcompute.capacity import claims, kueue, nodes, profiles, providers, rollup
 from fedcompute.capacity.memo import (
     ClaimEntry,
     NodeEntry,
@@ -117,6 +117,8 @@ class Plan:
     """The traceback of each failure, for the log (never for status)."""
     leases: Mapping[str, str] = field(default_factory=dict)
     """Virtual node name -> provider, for the Leases to keep renewing."""
+    retry_after: float | None = None
+    """Seconds after which a change held back (a rate-limited ClusterProfile) is due."""
 
     def by_owner(self) -> dict[Owner, list[Intent]]:
         """Intents grouped per owner, each group in planned order."""
@@ -260,6 +262,7 @@ class _Planner:
                 self.pool_models[name] = obs.model
         self.claimers = self._claim_order()
         self.frozen: set[str] = set()
+        self.retry_after: float | None = None
         """Existing virtual nodes left exactly as they are this pass."""
         self.desired: dict[str, nodes.DesiredNode] = {}
 
@@ -308,6 +311,7 @@ class _Planner:
             failures=dict(self.failures),
             tracebacks=dict(self.tracebacks),
             leases=dict(self.leases),
+            retry_after=self.retry_after,
         )
 
     # --- finalizers ----------------------------------------------------------------------
@@ -417,6 +421,38 @@ class _Planner:
                 self._failed_provider(name, provider, claim)
             else:
                 self.views[name] = view
+                if self.s.cluster_profiles and provider.spec.source.kubernetes is not None:
+                    self._guard(owner, partial(self._profile, provider, view))
+        if self.s.cluster_profiles:
+            self._guard((PROVIDERS, "(deleted providers' ClusterProfiles)"), self._profile_orphans)
+
+    def _profile(self, provider: ComputeProvider, view: ProviderView) -> None:
+        """The provider's ClusterProfile, written on change and at most every 30 s."""
+        namespace = self.s.cluster_profiles or ""
+        collection = self.collections.get(provider.name)
+        figures = collection.inventory if collection is not None else None
+        result = profiles.plan_profile(
+            provider,
+            view,
+            namespace=namespace,
+            version=figures.kubernetes_version if figures is not None else "",
+            observed=self.s.exported.get(profiles.COLLECTION, {}).get(provider.name),
+            last_write=self.s.export_written.get((profiles.COLLECTION, provider.name)),
+            now=self.now,
+        )
+        self.intents.extend(result.intents)
+        if result.retry_after is not None:
+            self.retry_after = min(self.retry_after or result.retry_after, result.retry_after)
+
+    def _profile_orphans(self) -> None:
+        members = {n for n, p in self.models.items() if p.spec.source.kubernetes is not None}
+        self.intents.extend(
+            profiles.orphans(
+                self.s.exported.get(profiles.COLLECTION, {}),
+                namespace=self.s.cluster_profiles or "",
+                members=members,
+            )
+        )
 
     def _provider(self, provider: ComputeProvider, claim: claims.Claim | None) -> ProviderView:
         """One provider's view and status intents, reused while its inputs hold."""

@@ -203,10 +203,13 @@ def _tflops(catalog: Catalog, model: str) -> Mapping[str, Decimal]:
     return spec.tflops if spec is not None else {}
 
 
-def _declared_tflops(provider: ComputeProvider) -> dict[str, Mapping[str, Decimal]]:
+def _declared_tflops(
+    provider: ComputeProvider, catalog: Catalog
+) -> dict[str, Mapping[str, Decimal]]:
+    """A static provider's declared figures, by the model's name as its entry is named."""
     static = provider.spec.source.static
     return {
-        a.model: a.tflops_per_device.as_dict()
+        _canonical(catalog, a.model): a.tflops_per_device.as_dict()
         for a in (static.accelerators or [] if static is not None else [])
         if a.tflops_per_device is not None
     }
@@ -410,7 +413,8 @@ def _collected(figures: inventory.MemberInventory | None) -> tuple[ConditionStat
         notes.insert(
             0,
             f"DRA pool{'s' if len(pools) != 1 else ''} {shown} published fewer ResourceSlices "
-            "than its generation has: its last complete figures are kept",
+            "than the generation has: the last complete figures are kept where known, "
+            "else the slices seen are counted",
         )
         return TRUE, Reason.PARTIAL_DEVICE_POOLS, "; ".join(notes)
     return TRUE, Reason.COLLECTED, "; ".join(["member cluster collected", *notes])
@@ -575,7 +579,7 @@ def plan_provider(
     else:
         r = _member_readiness(provider, collection or resumed_collection(provider, now), now)
     devices = _known_models(r.figures.accelerators, catalog) if r.figures else ()
-    power, excluded = compute_power(devices, catalog, _declared_tflops(provider))
+    power, excluded = compute_power(devices, catalog, _declared_tflops(provider, catalog))
     ready, reason, message = r.ready, r.reason, r.message
     if rejected is not None:
         ready, reason, message = FALSE, Reason.WRITE_REJECTED, rejected

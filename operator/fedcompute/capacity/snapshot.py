@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -217,6 +218,11 @@ class Snapshot:
     """None: the operator runs without Kueue export; else whether Kueue's API is served."""
     export_rejections: Mapping[tuple[str, str], Rejection] = field(default_factory=dict)
     """Refused writes of exported objects, by owner (reported on the export's condition)."""
+    cluster_profiles: str | None = None
+    """The namespace ClusterProfiles are published in (None: not published)."""
+    export_written: Mapping[tuple[str, str], datetime] = field(default_factory=dict)
+    """When each exported object was last written, by (collection, name): a ClusterProfile
+    is written at most once per 30 seconds."""
     catalog: Catalog | None = None
     """Accelerator models: the built-in catalog with the AcceleratorModel objects over it
     (None: the built-in catalog alone). A new catalog object on every change of them."""

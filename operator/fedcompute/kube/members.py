@@ -154,8 +154,9 @@ class Sink(Protocol[T_co]):
     this adapter knows nothing of them."""
 
     def feed(self, kind: str, items: list[Json]) -> None:
-        """One page of ``nodes``, ``pods``, or a DRA list (see :data:`DRA_LISTS`); may
-        raise ValueError or ArithmeticError on member data that cannot be used."""
+        """The ``version`` answer, one page of ``nodes``, ``pods``, or a DRA list (see
+        :data:`DRA_LISTS`); may raise ValueError or ArithmeticError on member data that
+        cannot be used."""
 
     def result(self, notes: Sequence[str]) -> T_co:
         """The figures, once every page was fed; ``notes`` say what could not be read."""
@@ -762,6 +763,11 @@ def _collect(
         def pages(kind: str) -> Callable[[list[Json]], None]:
             return lambda items: sink.feed(kind, items)
 
+        try:
+            sink.feed("version", [_get_json(session, "/version", [])])
+        except CollectionError as exc:
+            if exc.status is None:  # no answer at all: the lists would fare no better
+                raise
         _list_pages(session, "/api/v1/nodes", node_query, page_size=page_size, each=pages("nodes"))
         _list_pages(session, "/api/v1/pods", pod_query, page_size=page_size, each=pages("pods"))
         if _serves_dra(session):

@@ -23,7 +23,7 @@ from fedcompute.api.accelerator import PLURAL as MODELS
 from fedcompute.api.pool import PLURAL as POOLS
 from fedcompute.api.provider import PLURAL as PROVIDERS
 from fedcompute.api.provider import ComputeProvider
-from fedcompute.capacity import inventory, kueue, nodes
+from fedcompute.capacity import inventory, kueue, nodes, profiles
 from fedcompute.capacity import plan as planning
 from fedcompute.capacity.memo import PlanMemo
 from fedcompute.capacity.providers import Collection, member_summarizer, resumed_collection
@@ -86,7 +86,9 @@ class Engine:
         self.passes = 0
         self.actuator = Actuator(host, concurrency=s.write_concurrency, clock=clock)
         self.backoff = Backoff(maximum=s.max_backoff)
-        self.writer = Writer(self.world, self.actuator, self.backoff, self.metrics, wake=self._wake)
+        self.writer = Writer(
+            self.world, self.actuator, self.backoff, self.metrics, wake=self._wake, clock=clock
+        )
         self.collector = Scheduler(
             self._collect,
             workers=s.collect_concurrency,
@@ -175,6 +177,8 @@ class Engine:
             self.observe_model(None, body)
         if self.settings.kueue:
             await self._discover_kueue()
+        if self.settings.cluster_profiles_namespace:
+            await self._discover_profiles()
         for body in providers:
             self.observe_provider(None, body)
         for body in pools:
@@ -202,14 +206,48 @@ class Engine:
             list(self.host.list_all(kueue.QUEUES_PATH, label_selector=kueue.SELECTOR)),
         )
 
+    async def _discover_profiles(self) -> None:
+        """The ClusterProfiles the operator publishes, re-listed now and then (they are not
+        watched: the operator may read them in their one namespace only). Nothing is
+        planned for them before a listing succeeds, and publishing waits while their CRD
+        is not installed."""
+        namespace = self.settings.cluster_profiles_namespace
+        assert namespace is not None
+        try:
+            bodies = await self.actuator.call(
+                lambda: list(
+                    self.host.list_all(profiles.path(namespace), label_selector=profiles.SELECTOR)
+                )
+            )
+        except HostError as exc:
+            if exc.status != 404:
+                raise
+            if self.world.cluster_profiles is not None:
+                log.warning(
+                    "ClusterProfiles (%s) are not served: none published", profiles.GROUP_VERSION
+                )
+                self.world.cluster_profiles = None
+                self._dirty.set()
+            return
+        self.world.replace_exported(profiles.COLLECTION, bodies)
+        self.world.cluster_profiles = namespace
+        self._dirty.set()
+
     async def _discovery_loop(self) -> None:
-        """Notice Kueue being installed or removed while the operator runs."""
+        """Notice Kueue or the ClusterProfile API being installed or removed, and changes
+        made to published ClusterProfiles, while the operator runs."""
         while True:
             await asyncio.sleep(self.settings.discovery_interval)
-            try:
-                await self._discover_kueue()
-            except Exception as exc:  # the API may be away; the next round tries again
-                log.warning("Kueue discovery failed: %s", exc)
+            for discover in (
+                self._discover_kueue if self.settings.kueue else None,
+                self._discover_profiles if self.settings.cluster_profiles_namespace else None,
+            ):
+                if discover is None:
+                    continue
+                try:
+                    await discover()
+                except Exception as exc:  # the API may be away; the next round tries again
+                    log.warning("discovery failed: %s", exc)
 
     def _list_models(self) -> list[Json]:
         """AcceleratorModels; none (the built-in catalog alone) while their CRD is missing."""
@@ -228,7 +266,7 @@ class Engine:
             for coro in (self._reconcile_loop(), self.collector.loop(), self._lease_loop()):
                 self._tasks.append(loop.create_task(coro))
             self._tasks.append(loop.create_task(self._resync_loop()))
-            if self.settings.kueue:
+            if self.settings.kueue or self.settings.cluster_profiles_namespace:
                 self._tasks.append(loop.create_task(self._discovery_loop()))
 
     async def stop_loops(self) -> None:
@@ -275,6 +313,8 @@ class Engine:
         self.metrics.plan.update(self.plan, self.world.collections)
         self._report_failures(plan)
         chains = self.writer.due(plan.by_owner())
+        if plan.retry_after is not None:
+            self._wake(plan.retry_after + 0.05)
         del plan
         planned = time.monotonic()
         writes = sum(len(c) for c in chains.values())

@@ -12,6 +12,7 @@ import logging
 import types
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Final
 
 from fedcompute.api.accelerator import AcceleratorModel
@@ -100,6 +101,10 @@ class World:
     """Exported objects by collection and name (see :data:`EXPORTED`)."""
     kueue: bool | None = None
     """None: no Kueue export in this operator; else whether Kueue's API is served."""
+    cluster_profiles: str | None = None
+    """The namespace ClusterProfiles are published in (None: not published)."""
+    export_written: dict[tuple[str, str], datetime] = field(default_factory=dict)
+    """When each exported object was last written (the rate limit of ClusterProfiles)."""
     _catalog: Catalog | None = None
 
     @property
@@ -141,6 +146,8 @@ class World:
             exported=types.MappingProxyType(self.exported),
             kueue=self.kueue,
             export_rejections=exports,
+            cluster_profiles=self.cluster_profiles,
+            export_written=types.MappingProxyType(self.export_written),
             catalog=self.catalog,
         )
 
@@ -157,9 +164,16 @@ class World:
         objects[name] = _observed(plural, lean(body), previous)
         return previous
 
-    def apply(self, outcomes: Iterable[Outcome]) -> None:
-        """Take the API's answers as observations; record or clear refused writes."""
+    def apply(self, outcomes: Iterable[Outcome], *, now: datetime | None = None) -> None:
+        """Take the API's answers as observations; record or clear refused writes (and, at
+        ``now``, when exported objects were written)."""
         for outcome in outcomes:
+            intent = outcome.intent
+            if now is not None and outcome.result == "ok":
+                if isinstance(intent, CreateObject | PatchObject):
+                    self.export_written[(intent.collection, intent.name)] = now
+                elif isinstance(intent, DeleteObject):
+                    self.export_written.pop((intent.collection, intent.name), None)
             for collection, name, body in outcome.observed:
                 self._store(collection, name, body)
             key = (outcome.intent.owner, stream(outcome.intent))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
 
 from fedcompute.intents import Intent, Owner, PatchStatus
 from fedcompute.kube.actuator import Actuator, Outcome, resource_of
@@ -32,7 +33,9 @@ class Writer:
         metrics: Metrics,
         *,
         wake: Callable[[float | None], None],
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
+        self.clock = clock
         self.world = world
         self.actuator = actuator
         self.backoff = backoff
@@ -73,7 +76,7 @@ class Writer:
             k: self.world.rejections.get(k)
             for k in {(o.intent.owner, stream(o.intent)) for o in outcomes}
         }
-        self.world.apply(outcomes)
+        self.world.apply(outcomes, now=self.clock())
         now = time.monotonic()
         again = False
         for o in outcomes:
