@@ -66,8 +66,10 @@ def node(
     *,
     managed: bool = True,
     cordoned: bool = False,
+    withheld: Mapping[str, str] | None = None,
 ) -> Json:
-    """A Node; ``managed`` ones are kwok's (Ready, heartbeated, their pods made Running)."""
+    """A Node; ``managed`` ones are kwok's (Ready, heartbeated, their pods made Running).
+    ``withheld`` overrides allocatable (devices a device plugin reports unhealthy)."""
     figures = {"cpu": "64", "memory": "512Gi", "pods": "110", **resources}
     annotations = {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"}
     return {
@@ -79,7 +81,7 @@ def node(
             "annotations": annotations if managed else {},
         },
         "spec": {"unschedulable": True} if cordoned else {},
-        "status": {"capacity": figures, "allocatable": dict(figures)},
+        "status": {"capacity": figures, "allocatable": {**figures, **(withheld or {})}},
     }
 
 
@@ -220,6 +222,9 @@ class Truth:
     compute_power: dict[str, Decimal]
     excluded: int
     nodes: Json
+    resources: dict[str, dict[str, int]]
+    """``capacity``, ``allocatable``, ``allocated``, ``available`` of the accelerator
+    resources (:data:`EXTENDED`) in the provider's resource maps."""
 
     @property
     def accelerator_count(self) -> int:
@@ -408,7 +413,37 @@ def member_truth(
         else:
             excluded += m.count
     ready = sum(1 for n in nodes if _ready(n))
-    return Truth(entries, power, excluded, {"total": len(nodes), "ready": ready})
+    return Truth(
+        entries,
+        power,
+        excluded,
+        {"total": len(nodes), "ready": ready},
+        _resource_maps(nodes, counted, requested),
+    )
+
+
+def _resource_maps(
+    nodes: list[Json], counted: set[str], requested: Mapping[tuple[str, str], int]
+) -> dict[str, dict[str, int]]:
+    """The resource maps' accelerator entries: capacity of every node, allocatable of the
+    counted ones, allocated the requests of pods on those (not capped per node), available
+    the difference (at least zero) over what is allocatable."""
+    maps: dict[str, dict[str, int]] = {"capacity": {}, "allocatable": {}, "allocated": {}}
+    for n in nodes:
+        name = n["metadata"]["name"]
+        for figure, source in (("capacity", "capacity"), ("allocatable", "allocatable")):
+            if figure == "allocatable" and name not in counted:
+                continue
+            for resource, value in (n["status"].get(source) or {}).items():
+                if resource in EXTENDED:
+                    maps[figure][resource] = maps[figure].get(resource, 0) + int(value)
+    for (where, resource), value in requested.items():
+        if where in counted:
+            maps["allocated"][resource] = maps["allocated"].get(resource, 0) + value
+    maps["available"] = {
+        r: max(0, v - maps["allocated"].get(r, 0)) for r, v in maps["allocatable"].items()
+    }
+    return maps
 
 
 def static_truth(model: str, count: int, per_node: int, resource: str) -> Truth:
@@ -427,7 +462,9 @@ def static_truth(model: str, count: int, per_node: int, resource: str) -> Truth:
         "slots": slots(free),
     }
     power = {p: count * t for p, t in spec.tflops.items()}
-    return Truth({model: entry}, power, 0, {"total": len(free), "ready": len(free)})
+    declared = {resource: count}
+    maps = {"capacity": declared, "allocatable": declared, "allocated": {}, "available": declared}
+    return Truth({model: entry}, power, 0, {"total": len(free), "ready": len(free)}, maps)
 
 
 def pool_accelerators(*providers: Truth) -> dict[str, Json]:
@@ -455,6 +492,17 @@ def pool_accelerators(*providers: Truth) -> dict[str, Json]:
         if len(found) == 1:
             result[model]["vendor"] = found.pop()
     return result
+
+
+def total_resources(*providers: Truth) -> dict[str, dict[str, int]]:
+    """The pool's resource maps (accelerator resources only): its Ready providers' summed."""
+    maps: dict[str, dict[str, int]] = {}
+    for truth in providers:
+        for figure, values in truth.resources.items():
+            into = maps.setdefault(figure, {})
+            for resource, value in values.items():
+                into[resource] = into.get(resource, 0) + value
+    return maps
 
 
 def total_power(*providers: Truth) -> dict[str, Decimal]:

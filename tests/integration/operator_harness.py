@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -273,13 +273,19 @@ def region_pool(
 
 
 def start_platform(
-    name: str, log_path: Path, *, node_monitor_grace_period: str | None = None
+    name: str,
+    log_path: Path,
+    *,
+    node_monitor_grace_period: str | None = None,
+    extra_args: Sequence[str] = (),
+    prepare: Callable[[cluster.Cluster], None] | None = None,
 ) -> Iterator[Platform]:
     """A dedicated host cluster with CRDs and the operator namespace, then the operator.
 
     With ``node_monitor_grace_period`` the host runs kube-controller-manager (the node
     lifecycle controller and the garbage collector) with that grace period, and the
-    operator is told the same.
+    operator is told the same. ``extra_args`` go to ``fedcompute run``; ``prepare`` runs
+    on the host before the operator starts (third-party CRDs, namespaces).
     """
     from tests.conftest import start_cluster
 
@@ -295,7 +301,9 @@ def start_platform(
         host.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
         host.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
         host.kubectl("create", "namespace", NAMESPACE)
-        platform = Platform(host=host, log_path=log_path, extra_args=args)
+        if prepare is not None:
+            prepare(host)
+        platform = Platform(host=host, log_path=log_path, extra_args=(*args, *extra_args))
         platform.start()
         yield platform
         platform.stop()

@@ -12,17 +12,16 @@ The expected figures are worked out by hand from the objects as the member serve
 back (:mod:`tests.integration.accelerator_objects`), then the world changes (pods, claims,
 a pool republished at a higher generation) and the figures must follow.
 
-The member's kube-apiserver runs with the DRA alpha gates ``DRADeviceTaints`` and
-``DRAPartitionableDevices`` (through ``TEST_ASSET_KUBE_APISERVER``, a wrapper adding the
-flag): without them v1.34 silently drops device taints and shared counters, and the
-tainted and partition devices could not exist.
+The harness's kube-apiserver runs with the DRA alpha gates ``DRADeviceTaints`` and
+``DRAPartitionableDevices`` (:data:`fedcompute.local.supervisor.FEATURE_GATES`): without
+them v1.34 silently drops device taints and shared counters, and the tainted and
+partition devices could not exist (the first test checks the member keeps them).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shlex
 import subprocess
 import sys
 import time
@@ -57,6 +56,7 @@ from tests.integration.accelerator_objects import (
     resource_slice,
     static_truth,
     total_power,
+    total_resources,
 )
 from tests.integration.operator_harness import (
     REPO,
@@ -78,7 +78,6 @@ EAST = "accel-east"
 WEST = "accel-west"
 SECRET = "accel-member-kubeconfig"
 READER = "fedcompute-accel-reader"
-DRA_GATES = "DRADeviceTaints=true,DRAPartitionableDevices=true"
 
 RESOURCE_API = "/apis/resource.k8s.io/v1"
 SLICES = f"{RESOURCE_API}/resourceslices"
@@ -99,18 +98,15 @@ NODES = (
     node("gpu-nolabel", {"nvidia.com/gpu": "2"}),
     node("h100-cordoned", {"nvidia.com/gpu": "8"}, {"nvidia.com/gpu.product": H100}, cordoned=True),
     node("h100-notready", {"nvidia.com/gpu": "8"}, {"nvidia.com/gpu.product": H100}, managed=False),
+    node(
+        "mi300x",
+        {"amd.com/gpu": "8"},
+        {"amd.com/gpu.product-name": "AMD_Instinct_MI300X_OAM"},
+        withheld={"amd.com/gpu": "7"},  # the device plugin found one GPU unhealthy
+    ),
     node("dra-1", {}),
     node("dra-2", {}),
 )
-
-
-def _mi300x_node() -> Json:
-    body = node(
-        "mi300x", {"amd.com/gpu": "8"}, {"amd.com/gpu.product-name": "AMD_Instinct_MI300X_OAM"}
-    )
-    body["status"]["allocatable"]["amd.com/gpu"] = "7"  # one GPU the device plugin withholds
-    return body
-
 
 PODS_AT_START = (
     pod("train", "h100-a", {"cpu": "8", "nvidia.com/gpu": "3"}),
@@ -274,16 +270,10 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
 
 
 @pytest.fixture(scope="module")
-def member(tmp_path_factory: pytest.TempPathFactory) -> Iterator[cluster.Cluster]:
+def member() -> Iterator[cluster.Cluster]:
     """A member control plane whose kube-apiserver keeps device taints and counters."""
     require_tool("kwok", binaries.kwok)
-    real = require_tool("kube-apiserver", binaries.kube_apiserver)
-    wrapper = tmp_path_factory.mktemp("apiserver") / "kube-apiserver"
-    wrapper.write_text(f'#!/bin/sh\nexec {shlex.quote(real)} "$@" --feature-gates={DRA_GATES}\n')
-    wrapper.chmod(0o755)
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("TEST_ASSET_KUBE_APISERVER", str(wrapper))
-        c = start_cluster("accel-member", with_kwok=True)
+    c = start_cluster("accel-member", with_kwok=True)
     try:
         yield c
     finally:
@@ -297,7 +287,7 @@ def fleet(platform: Platform, member: cluster.Cluster) -> Iterator[Fleet]:
     member.kubectl("apply", "-f", "-", input="\n---\n".join(json.dumps(o) for o in _reader_rbac()))
     platform.kubeconfig_secret(SECRET, member.issue_kubeconfig(READER))
 
-    for body in (*NODES, _mi300x_node()):
+    for body in NODES:
         f.create("/api/v1/nodes", body)
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     api.request(
@@ -336,7 +326,7 @@ def fleet(platform: Platform, member: cluster.Cluster) -> Iterator[Fleet]:
     for body in PODS_AT_START:
         f.create(PODS, body)
 
-    managed = {n["metadata"]["name"] for n in NODES if n["metadata"]["annotations"]} | {"mi300x"}
+    managed = {n["metadata"]["name"] for n in NODES if n["metadata"]["annotations"]}
     wait_for(
         "kwok runs the pods of its nodes",
         lambda: all(
@@ -392,12 +382,28 @@ def _power(value: Json | None) -> dict[str, Decimal]:
     return {k: quantities.parse(v) for k, v in (value or {}).items()}
 
 
+FIGURES = ("capacity", "allocatable", "allocated", "available")
+
+
+def _resources(status: Json) -> dict[str, dict[str, Decimal]]:
+    """The accelerator resources' entries of the four resource maps."""
+    return {
+        figure: {
+            r: quantities.parse(v)
+            for r, v in (status.get(figure) or {}).items()
+            if r in fleet_objects.EXTENDED
+        }
+        for figure in FIGURES
+    }
+
+
 def _provider_view(obj: Json | None) -> Json:
     status = (obj or {}).get("status") or {}
     return {
         "ready": condition(obj, "Ready").get("status"),
         "collected": condition(obj, "Collected").get("reason"),
         "nodes": status.get("nodes"),
+        "resources": _resources(status),
         "accelerators": {e["model"]: e for e in status.get("accelerators") or []},
         "acceleratorCount": status.get("acceleratorCount"),
         "computePower": _power(status.get("computePower")),
@@ -413,6 +419,7 @@ def observed(platform: Platform) -> Json:
         STATIC: _provider_view(platform.provider(STATIC)),
         POOL: {
             "providers": status.get("providers"),
+            "resources": _resources(status),
             "accelerators": {e["model"]: e for e in status.get("accelerators") or []},
             "acceleratorCount": status.get("acceleratorCount"),
             "computePower": _power(status.get("computePower")),
@@ -429,11 +436,16 @@ def _expected_provider(truth: Truth, collected: str) -> Json:
         "ready": "True",
         "collected": collected,
         "nodes": truth.nodes,
+        "resources": _decimal_maps(truth.resources),
         "accelerators": truth.accelerators,
         "acceleratorCount": truth.accelerator_count,
         "computePower": truth.compute_power,
         "computePowerExcludedDevices": truth.excluded or None,
     }
+
+
+def _decimal_maps(maps: dict[str, dict[str, int]]) -> dict[str, dict[str, Decimal]]:
+    return {f: {r: Decimal(v) for r, v in maps.get(f, {}).items()} for f in FIGURES}
 
 
 def expected(member: Truth, static: Truth, *, collected: str = "Collected") -> Json:
@@ -443,6 +455,7 @@ def expected(member: Truth, static: Truth, *, collected: str = "Collected") -> J
         STATIC: _expected_provider(static, "StaticInventory"),
         POOL: {
             "providers": {"total": 2, "ready": 2},
+            "resources": _decimal_maps(total_resources(member, static)),
             "accelerators": accelerators,
             "acceleratorCount": sum(a["count"] for a in accelerators.values()),
             "computePower": total_power(member, static),

@@ -110,6 +110,13 @@ def test_lint_strict(helm: str, values: Path | None) -> None:
             ["--set", "podDisruptionBudget.unhealthyPodEvictionPolicy=Never"],
             "at '/podDisruptionBudget/unhealthyPodEvictionPolicy'",
         ),
+        (["--set", "kueue.enabled=yes"], "at '/kueue/enabled': got string, want boolean"),
+        (["--set", "kueue.cohort=all"], "at '/kueue': additional properties 'cohort' not allowed"),
+        (["--set", "clusterProfiles.namespace=Fleet_System"], "at '/clusterProfiles/namespace'"),
+        (
+            ["--set", "clusterProfiles.name=fleet"],
+            "at '/clusterProfiles': additional properties 'name' not allowed",
+        ),
     ],
 )
 def test_schema_refuses_bad_values(helm: str, args: list[str], message: str) -> None:
@@ -143,6 +150,7 @@ def test_inconsistent_values_are_refused(helm: str, args: list[str], message: st
 # --- what the chart renders -----------------------------------------------------------------
 
 EXPECTED_DEFAULT = {
+    ("CustomResourceDefinition", "acceleratormodels.fedcompute.io"),
     ("CustomResourceDefinition", "computeproviders.fedcompute.io"),
     ("CustomResourceDefinition", "regionpools.fedcompute.io"),
     ("ServiceAccount", "fedcompute"),
@@ -268,6 +276,120 @@ def test_high_availability(helm: str) -> None:
     single = render(helm)
     assert not any(kind == "PodDisruptionBudget" for kind, _ in by_kind(single))
     assert not [r for ns, r in _rules(single) if ns == NS and "leases" in r["resources"]]
+
+
+# --- Kueue export and ClusterProfile inventory: args and RBAC only when switched on -------
+
+KUEUE_RULE = {
+    "apiGroups": ["kueue.x-k8s.io"],
+    "resources": ["resourceflavors", "clusterqueues"],
+    "verbs": ["get", "list", "watch", "create", "patch", "delete"],
+}
+PROFILE_RULES = [
+    {
+        "apiGroups": ["multicluster.x-k8s.io"],
+        "resources": ["clusterprofiles"],
+        "verbs": ["get", "list", "watch", "create", "patch", "delete"],
+    },
+    {
+        "apiGroups": ["multicluster.x-k8s.io"],
+        "resources": ["clusterprofiles/status"],
+        "verbs": ["patch"],
+    },
+]
+PROFILES_NS = "fleet-inventory"
+
+
+def _args(objects: dict[tuple[str, str], dict[str, Any]]) -> list[str]:
+    args: list[str] = _pod_spec(objects)["containers"][0]["args"]
+    return args
+
+
+def _mentions(docs: list[dict[str, Any]], *words: str) -> list[str]:
+    """Every RBAC object naming one of ``words`` in a rule (as ``kind/namespace/name``)."""
+    return [
+        f"{d['kind']}/{d['metadata'].get('namespace', '')}/{d['metadata']['name']}"
+        for d in docs
+        if d["kind"] in ("ClusterRole", "Role") and any(w in json.dumps(d["rules"]) for w in words)
+    ]
+
+
+def test_kueue_and_cluster_profiles_are_off_by_default(helm: str) -> None:
+    for values in ((), (FULL,), (HA,)):
+        docs = render(helm, *values)
+        objects = by_kind(docs)
+        args = _args(objects)
+        assert "--kueue" not in args
+        assert not [a for a in args if a.startswith("--cluster-profiles-namespace")]
+        assert not _mentions(docs, "kueue.x-k8s.io", "multicluster.x-k8s.io", "clusterprofiles")
+        assert not [k for k in objects if k[1].endswith("-cluster-profiles")]
+    # An explicit empty namespace is off too; a disabled Kueue is off.
+    docs = render(helm, sets=("clusterProfiles.namespace=", "kueue.enabled=false"))
+    assert {_key(d) for d in docs} == {_key(d) for d in render(helm)}
+    assert _args(by_kind(docs)) == _args(by_kind(render(helm)))
+
+
+def test_kueue_enabled_adds_the_flag_and_exactly_its_rule(helm: str) -> None:
+    default = by_kind(render(helm))
+    docs = render(helm, sets=("kueue.enabled=true",))
+    objects = by_kind(docs)
+    assert set(objects) == set(default)  # no new object: one more rule in the ClusterRole
+    assert _args(objects) == [*_args(default), "--kueue"]
+    before = default[("ClusterRole", "fedcompute")]["rules"]
+    after = objects[("ClusterRole", "fedcompute")]["rules"]
+    assert after == [*before, KUEUE_RULE]
+    assert _mentions(docs, "kueue.x-k8s.io") == ["ClusterRole//fedcompute"]
+    for key, doc in objects.items():
+        if key not in (("ClusterRole", "fedcompute"), ("Deployment", "fedcompute")):
+            assert doc == default[key], key
+    # Nothing of the ClusterProfile inventory comes with it.
+    assert not _mentions(docs, "multicluster.x-k8s.io")
+
+
+def test_cluster_profiles_namespace_adds_the_flag_and_a_role_there(helm: str) -> None:
+    default = by_kind(render(helm))
+    docs = render(helm, sets=(f"clusterProfiles.namespace={PROFILES_NS}",))
+    objects = by_kind(docs)
+    added = set(objects) - set(default)
+    assert added == {
+        ("Role", "fedcompute-cluster-profiles"),
+        ("RoleBinding", "fedcompute-cluster-profiles"),
+    }
+    assert _args(objects) == [*_args(default), f"--cluster-profiles-namespace={PROFILES_NS}"]
+    role = objects[("Role", "fedcompute-cluster-profiles")]
+    assert role["metadata"]["namespace"] == PROFILES_NS
+    assert role["rules"] == PROFILE_RULES
+    binding = objects[("RoleBinding", "fedcompute-cluster-profiles")]
+    assert binding["metadata"]["namespace"] == PROFILES_NS
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": "fedcompute-cluster-profiles",
+    }
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "fedcompute", "namespace": NS}
+    ]
+    assert role["metadata"]["labels"]["app.kubernetes.io/instance"] == "fedcompute"
+    # The rights live in that namespace only: no ClusterRole and no other Role grows.
+    assert _mentions(docs, "multicluster.x-k8s.io", "clusterprofiles") == [
+        f"Role/{PROFILES_NS}/fedcompute-cluster-profiles"
+    ]
+    for key, doc in default.items():
+        if key != ("Deployment", "fedcompute"):
+            assert objects[key] == doc, key
+    assert not _mentions(docs, "kueue.x-k8s.io")
+
+
+def test_both_switched_on_with_rbac_off_keep_the_flags_only(helm: str) -> None:
+    sets = ("kueue.enabled=true", f"clusterProfiles.namespace={PROFILES_NS}")
+    both = by_kind(render(helm, sets=sets))
+    assert _args(both)[-2:] == ["--kueue", f"--cluster-profiles-namespace={PROFILES_NS}"]
+    assert both[("ClusterRole", "fedcompute")]["rules"][-1] == KUEUE_RULE
+    assert ("Role", "fedcompute-cluster-profiles") in both
+    # rbac.create=false: the user binds the rules; the chart renders no RBAC at all.
+    bare = by_kind(render(helm, sets=(*sets, "rbac.create=false")))
+    assert not [k for k in bare if k[0] in ("ClusterRole", "Role", "RoleBinding")]
+    assert _args(bare) == _args(both)
 
 
 # --- several replicas: disruption budget and anti-affinity ----------------------------------
@@ -450,7 +572,9 @@ def test_crd_switches(helm: str) -> None:
         assert crd["spec"] == source["spec"], "the chart's CRD differs from fedcompute.api"
         assert crd["metadata"]["annotations"] == deploy.KEEP_ANNOTATIONS
     unkept = [d for d in render(helm, sets=("crds.keep=false",)) if "CustomResource" in d["kind"]]
-    assert len(unkept) == 2 and all("annotations" not in d["metadata"] for d in unkept)
+    assert len(unkept) == len(crds.crd_documents()) and all(
+        "annotations" not in d["metadata"] for d in unkept
+    )
     assert not any(
         d["kind"] == "CustomResourceDefinition" for d in render(helm, sets=("crds.enabled=false",))
     )

@@ -100,3 +100,23 @@ def test_high_availability_values_default_to_drains_and_spreading() -> None:
     assert values["podAntiAffinity"] == {"mode": "soft", "topologyKey": "kubernetes.io/hostname"}
     assert re.fullmatch(anti["topologyKey"]["pattern"], "topology.kubernetes.io/zone")
     assert not re.fullmatch(anti["topologyKey"]["pattern"], "not a key")
+
+
+def test_kueue_and_cluster_profiles_default_to_off() -> None:
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert values["kueue"] == {"enabled": False}
+    assert values["clusterProfiles"] == {"namespace": ""}
+    props = SCHEMA["properties"]
+    assert props["kueue"]["properties"]["enabled"]["type"] == "boolean"
+    assert props["kueue"]["required"] == ["enabled"]
+    namespace = props["clusterProfiles"]["properties"]["namespace"]
+    assert namespace["maxLength"] == 63
+    # A namespace name is a DNS label; empty means off.
+    for good in ("", "fleet", "fleet-system", "a1"):
+        assert re.fullmatch(namespace["pattern"], good), good
+    for bad in ("Fleet", "fleet_system", "-fleet", "fleet-", "fleet.system"):
+        assert not re.fullmatch(namespace["pattern"], bad), bad
+    # The comments say which flag each value turns on and which rights come with it.
+    text = (CHART / "values.yaml").read_text()
+    for words in ("--kueue", "--cluster-profiles-namespace", "clusterprofiles/status"):
+        assert words in text, words

@@ -79,6 +79,13 @@ def _start(name: str, argv: list[str], logs: Path) -> subprocess.Popen[bytes]:
     )
 
 
+FEATURE_GATES = "DRADeviceTaints=true,DRAPartitionableDevices=true,DRAExtendedResource=true"
+"""Alpha DRA fields that member clusters with real accelerator fleets turn on: without
+them kube-apiserver 1.34 silently drops device taints, shared counters and a DeviceClass's
+extendedResourceName when it stores an object, and the figures' rules for them could not
+be tested against a real API server."""
+
+
 def _apiserver_args(spec: dict[str, Any], d: Path) -> list[str]:
     pki = d / "pki"
     ports = spec["ports"]
@@ -100,6 +107,7 @@ def _apiserver_args(spec: dict[str, Any], d: Path) -> list[str]:
         f"--service-account-key-file={pki / 'sa.pub'}",
         f"--service-account-signing-key-file={pki / 'sa.key'}",
         "--enable-priority-and-fairness=false",
+        f"--feature-gates={FEATURE_GATES}",
         "--profiling=false",
         "--v=1",
     ]
