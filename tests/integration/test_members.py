@@ -203,6 +203,9 @@ def test_collected_figures_match_ground_truth(member_cluster: MemberFactory) -> 
     capacity = total(cap for cap, _, _ in truth_nodes.values())
     allocatable = total(truth_nodes[name][0] for name in counted)
     allocated = total(req for node, req in truth_pods.values() if node in counted)
+    # Each bound, non-terminal pod on a counted node takes one of the node's "pods", as
+    # the scheduler counts it.
+    allocated["pods"] = Decimal(sum(1 for node, _ in truth_pods.values() if node in counted))
     available = {
         k: max(Decimal(0), v - allocated.get(k, Decimal(0)) - reserved.get(k, Decimal(0)))
         for k, v in allocatable.items()
@@ -213,16 +216,38 @@ def test_collected_figures_match_ground_truth(member_cluster: MemberFactory) -> 
     assert summary.available == available
     assert (summary.nodes_total, summary.nodes_ready, summary.nodes_counted) == (7, 6, 5)
 
-    # A100: 4 kwok nodes + the ghost hold 40 devices; 3 counted nodes, 24 devices, 6 in use.
+    # A100: 4 kwok nodes + the ghost hold 40 devices; 3 counted nodes, 24 devices, 6 in use,
+    # and the one reserved GPU comes off the first model by name, so the models' available
+    # devices add up to the resource's. Free per counted node: 8-4, 8-2, 8 (slots count
+    # whole jobs per node and ignore the reservation, which is tied to no node).
     # H100: 1 node, 4 devices, all in use.
     assert summary.accelerators == (
         inventory.AcceleratorInventory(
-            A100, GPU, nodes=5, capacity=40, allocatable=24, allocated=6, available=18
+            A100,
+            GPU,
+            nodes=5,
+            capacity=40,
+            allocatable=24,
+            allocated=6,
+            available=24 - 6 - 1,
+            vendor="NVIDIA",
+            resource_names=(GPU,),
+            slots={"1": 4 + 6 + 8, "2": 2 + 3 + 4, "4": 1 + 1 + 2, "8": 1, "16": 0},
         ),
         inventory.AcceleratorInventory(
-            H100, GPU, nodes=1, capacity=4, allocatable=4, allocated=4, available=0
+            H100,
+            GPU,
+            nodes=1,
+            capacity=4,
+            allocatable=4,
+            allocated=4,
+            available=0,
+            vendor="NVIDIA",
+            resource_names=(GPU,),
+            slots={"1": 0, "2": 0, "4": 0, "8": 0, "16": 0},
         ),
     )
+    assert sum(a.available for a in summary.accelerators) == summary.available[GPU]
 
 
 # --- pagination and selection --------------------------------------------------------------

@@ -151,15 +151,25 @@ def test_collected_figures_match_ground_truth(
     # 64Gi and 4 A100s, one CPU node of 8 CPUs and 32Gi; kwok nodes hold 110 pods each.
     whole = host_side.collect(provider("prov", "prov-kubeconfig", reserved={"cpu": "1"}))
     capacity = q({"cpu": 40, "memory": "160Gi", GPU: 8, "pods": 330})
-    allocated = q({"cpu": 3, "memory": "5Gi", GPU: 2})
+    allocated = q({"cpu": 3, "memory": "5Gi", GPU: 2, "pods": 2})  # two bound pods
     assert whole.capacity == capacity
     assert whole.allocatable == capacity
     assert whole.allocated == allocated
-    assert whole.available == q({"cpu": 36, "memory": "155Gi", GPU: 6, "pods": 330})
+    assert whole.available == q({"cpu": 36, "memory": "155Gi", GPU: 6, "pods": 328})
     assert (whole.nodes_total, whole.nodes_ready, whole.nodes_counted) == (3, 3, 3)
     assert whole.accelerators == (
         inventory.AcceleratorInventory(
-            A100, GPU, nodes=2, capacity=8, allocatable=8, allocated=2, available=6
+            A100,
+            GPU,
+            nodes=2,
+            capacity=8,
+            allocatable=8,
+            allocated=2,
+            available=6,
+            vendor="NVIDIA",
+            resource_names=(GPU,),
+            # Free GPUs per node are 2 and 4: whole jobs of 1, 2, 4, 8, 16 GPUs that fit.
+            slots={"1": 2 + 4, "2": 1 + 2, "4": 0 + 1, "8": 0, "16": 0},
         ),
     )
 
@@ -168,7 +178,7 @@ def test_collected_figures_match_ground_truth(
         provider("prov-gpu", "prov-kubeconfig", selector={"fedcompute.io/pool": "gpu"})
     )
     assert selected.capacity == q({"cpu": 32, "memory": "128Gi", GPU: 8, "pods": 220})
-    assert selected.allocated == q({"cpu": 2, "memory": "4Gi", GPU: 2})
+    assert selected.allocated == q({"cpu": 2, "memory": "4Gi", GPU: 2, "pods": 1})
     assert selected.nodes_total == 2
 
 

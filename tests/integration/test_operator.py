@@ -122,7 +122,8 @@ def test_member_status_matches_ground_truth(
 
     # Ground truth, computed here from what the test itself created.
     capacity = _q({"cpu": 96, "memory": "384Gi", "nvidia.com/gpu": 24, "pods": 330})
-    allocated = _q({"cpu": 14, "memory": "17Gi", "nvidia.com/gpu": 2})  # init 10 > 1
+    # init 10 > 1; "pods" counts the running pods, as the scheduler does.
+    allocated = _q({"cpu": 14, "memory": "17Gi", "nvidia.com/gpu": 2, "pods": 2})
     available = {k: v - allocated.get(k, Decimal(0)) for k, v in capacity.items()}
     available["cpu"] -= 2  # reserved
 
@@ -181,6 +182,7 @@ def test_member_status_matches_ground_truth(
         **allocated,
         "cpu": allocated["cpu"] + 2,
         "nvidia.com/gpu": allocated["nvidia.com/gpu"] + 1,
+        "pods": allocated["pods"] + 1,
     }
     available2 = {k: v - allocated2.get(k, Decimal(0)) for k, v in capacity2.items()}
     available2["cpu"] -= 2

@@ -235,6 +235,29 @@ def test_a_model_that_leaves_the_pool_loses_its_flavor_after_the_queue_stops_nam
     assert isinstance(delete, DeleteObject) and delete.uid == f"u-{npu}"
 
 
+def test_an_empty_pool_gets_a_queue_without_resource_groups_until_it_has_some() -> None:
+    # Kueue refuses a resource group without flavors: an empty pool's queue has none (and
+    # admits nothing), and gains them with its first provider, and loses them with its last.
+    empty = kueue.plan_export(pool(export={}), [], {}, installed=True)
+    (create,) = empty.intents
+    assert isinstance(create, CreateObject) and create.name == "fc-train"
+    assert "resourceGroups" not in create.body["spec"]
+    world = observed_from(empty)
+    assert kueue.plan_export(pool(export={}), [], world, installed=True).intents == ()
+
+    grown = kueue.plan_export(pool(export={}), VIEWS, world, installed=True)
+    patches = [i for i in grown.intents if isinstance(i, PatchObject)]
+    assert [p.name for p in patches] == ["fc-train"]
+    assert quotas(patches[0].patch["spec"])  # type: ignore[arg-type]
+
+    world = observed_from(kueue.plan_export(pool(export={}), VIEWS, {}, installed=True))
+    emptied = kueue.plan_export(pool(export={}), [], world, installed=True)
+    patch = emptied.intents[0]
+    assert isinstance(patch, PatchObject) and patch.name == "fc-train"
+    assert patch.patch["spec"]["resourceGroups"] is None  # type: ignore[index]
+    assert all(isinstance(i, DeleteObject) for i in emptied.intents[1:])
+
+
 def test_switching_export_off_deletes_what_was_exported_and_drops_the_condition() -> None:
     world = observed_from(kueue.plan_export(pool(export={}), VIEWS, {}, installed=True))
     plan = kueue.plan_export(pool(), VIEWS, world, installed=True)

@@ -180,9 +180,9 @@ def _flavor_spec(pool: RegionPool, flavor: _Flavor) -> Json:
 def _queue_spec(pool: RegionPool, flavors: Sequence[_Flavor]) -> Json:
     extended = sorted({r for f in flavors for r in f.quota if _is_extended(r)})
     covered = [*_BASE_RESOURCES, *extended][:MAX_RESOURCES]
-    spec: Json = {
-        "namespaceSelector": {},
-        "resourceGroups": [
+    spec: Json = {"namespaceSelector": {}}
+    if flavors:  # Kueue refuses a resource group without flavors; none admits nothing
+        spec["resourceGroups"] = [
             {
                 "coveredResources": covered,
                 "flavors": [
@@ -201,8 +201,7 @@ def _queue_spec(pool: RegionPool, flavors: Sequence[_Flavor]) -> Json:
                     for f in flavors
                 ],
             }
-        ],
-    }
+        ]
     export = pool.spec.kueue
     if export is not None and export.cohort:
         spec["cohortName"] = export.cohort
@@ -239,11 +238,15 @@ def orphans(observed: Objects, pools: set[str]) -> list[Intent]:
     ]
 
 
+_OPTIONAL: Final = ("cohortName", "resourceGroups")
+"""Queue fields fedcompute sets only sometimes: removed when it no longer wants them."""
+
+
 def _differs(wanted: Json, observed: Json) -> bool:
     """Whether any field fedcompute sets differs (fields Kueue defaults are not compared)."""
     have = observed.get("spec") or {}
     return any(have.get(key) != value for key, value in wanted.items()) or any(
-        key not in wanted for key in ("cohortName",) if key in have
+        key not in wanted for key in _OPTIONAL if key in have
     )
 
 
@@ -315,8 +318,9 @@ def plan_export(
             taken.append(f"{'ClusterQueue' if collection == QUEUES else 'ResourceFlavor'} {name}")
         elif _differs(spec, body):
             patch: Json = {"spec": dict(spec)}
-            if "cohortName" in (body.get("spec") or {}) and "cohortName" not in spec:
-                patch["spec"]["cohortName"] = None
+            for key in _OPTIONAL if collection == QUEUES else ():
+                if key in (body.get("spec") or {}) and key not in spec:
+                    patch["spec"][key] = None
             target.append(PatchObject(owner, collection, path, name, patch))
     keep = {(c, n) for c, _, n, _ in wanted}
     # Flavors first (a new one must exist before the queue names it), then the queue, then

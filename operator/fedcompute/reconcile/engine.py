@@ -191,7 +191,8 @@ class Engine:
         """Whether Kueue's API is served, and (when it is) the objects exported to it."""
         served = bool(await self.actuator.call(lambda: self.host.served(kueue.API_PATH)))
         if served:
-            flavors, queues = await self.actuator.call(self._list_kueue)
+            known = {c: set(self.world.exported.get(c, {})) for c in (kueue.FLAVORS, kueue.QUEUES)}
+            flavors, queues = await self.actuator.call(lambda: self._list_kueue(known))
             self.world.replace_exported(kueue.FLAVORS, flavors)
             self.world.replace_exported(kueue.QUEUES, queues)
         if served != self.world.kueue:
@@ -199,12 +200,27 @@ class Engine:
             self.world.kueue = served
             self._dirty.set()
 
-    def _list_kueue(self) -> tuple[list[Json], list[Json]]:
-        """The ResourceFlavors and ClusterQueues the operator exported (by its label)."""
+    def _list_kueue(self, known: Mapping[str, set[str]]) -> tuple[list[Json], list[Json]]:
+        """The ResourceFlavors and ClusterQueues the operator exported (by its label), and
+        those of ``known`` names that someone else owns."""
         return (
-            list(self.host.list_all(kueue.FLAVORS_PATH, label_selector=kueue.SELECTOR)),
-            list(self.host.list_all(kueue.QUEUES_PATH, label_selector=kueue.SELECTOR)),
+            self._list_exported(kueue.FLAVORS_PATH, kueue.SELECTOR, known[kueue.FLAVORS]),
+            self._list_exported(kueue.QUEUES_PATH, kueue.SELECTOR, known[kueue.QUEUES]),
         )
+
+    def _list_exported(self, path: str, selector: str, known: set[str]) -> list[Json]:
+        """A listing of the operator's objects by its label, plus those ``known`` objects
+        the listing leaves out that still exist: another's object of an exported name, read
+        back when a create found it taken. Re-read one by one (there are few), so the
+        pool keeps reporting the name taken instead of trying to create it every round."""
+        bodies = list(self.host.list_all(path, label_selector=selector))
+        for name in sorted(known - {str(b["metadata"]["name"]) for b in bodies}):
+            try:
+                bodies.append(self.host.request("GET", f"{path}/{name}"))
+            except HostError as exc:
+                if exc.status != 404:
+                    raise
+        return bodies
 
     async def _discover_profiles(self) -> None:
         """The ClusterProfiles the operator publishes, re-listed now and then (they are not
@@ -213,11 +229,10 @@ class Engine:
         is not installed."""
         namespace = self.settings.cluster_profiles_namespace
         assert namespace is not None
+        known = set(self.world.exported.get(profiles.COLLECTION, {}))
         try:
             bodies = await self.actuator.call(
-                lambda: list(
-                    self.host.list_all(profiles.path(namespace), label_selector=profiles.SELECTOR)
-                )
+                lambda: self._list_exported(profiles.path(namespace), profiles.SELECTOR, known)
             )
         except HostError as exc:
             if exc.status != 404:
