@@ -33,6 +33,7 @@ import pytest
 import yaml
 
 from fedcompute import deploy
+from fedcompute.api import crds
 from fedcompute.local import binaries, cluster
 from tests.integration.operator_harness import wait_for
 
@@ -255,7 +256,10 @@ def test_install_upgrade_uninstall(kube: cluster.Cluster) -> None:
     assert crd is not None
     assert "helm.sh/resource-policy" not in crd["metadata"].get("annotations", {})
     helm(kube, "uninstall", release, "-n", ns)
-    wait_for("the CRDs to go", lambda: get(kube, "crd", "regionpools.fedcompute.io") is None)
+    # Every one of them: a later test applying the CRDs to one still terminating would see
+    # its apply succeed and the CRD vanish after it.
+    names = [r.crd_name for r in crds.RESOURCES]
+    wait_for("the CRDs to go", lambda: all(get(kube, "crd", name) is None for name in names))
 
 
 # --- Pod Security ---------------------------------------------------------------------------
@@ -381,6 +385,8 @@ def rbac_release(kube: cluster.Cluster) -> Iterator[str]:
     # The CRDs are another release's business here (crds.enabled=false).
     c = kube
     c.kubectl("apply", "--server-side", "-f", "-", input=_crd_stream())
+    names = [f"crd/{r.crd_name}" for r in crds.RESOURCES]
+    c.kubectl("wait", "--for=condition=Established", "--timeout=60s", *names)
     helm(c, "install", RELEASE, str(CHART), "-n", RBAC_NS, "--create-namespace",
          "--set", "crds.enabled=false")  # fmt: skip
     yield RELEASE
@@ -388,8 +394,6 @@ def rbac_release(kube: cluster.Cluster) -> Iterator[str]:
 
 
 def _crd_stream() -> str:
-    from fedcompute.api import crds
-
     return crds.render_stream()
 
 
@@ -428,6 +432,7 @@ def rules_in(kube: cluster.Cluster, ns: str) -> dict[str, set[str]]:
 CLUSTER_RULES = {
     "computeproviders.fedcompute.io": {"get", "list", "watch", "patch"},
     "regionpools.fedcompute.io": {"get", "list", "watch", "patch"},
+    "acceleratormodels.fedcompute.io": {"get", "list", "watch"},
     "computeproviders.fedcompute.io/status": {"patch"},
     "regionpools.fedcompute.io/status": {"patch"},
     "nodes": {"get", "list", "watch", "create", "patch", "delete"},
