@@ -71,6 +71,7 @@ def register(subparsers: Any) -> None:
 def _run(args: argparse.Namespace) -> int:
     import kopf
 
+    from fedcompute.handlers import process
     from fedcompute.handlers.operator import OperatorOptions, build_registry
     from fedcompute.metrics import Metrics
     from fedcompute.reconcile.engine import EngineSettings
@@ -107,8 +108,10 @@ def _run(args: argparse.Namespace) -> int:
         metrics_port=args.metrics_port,
         peering=args.peering,
     )
+    registry = build_registry(options)
+    process.tune_gc()
     kopf.run(
-        registry=build_registry(options),
+        registry=registry,
         clusterwide=True,
         # Kopf's own peering freezes peers of equal priority, so identical replicas would
         # all stop; active/standby comes from the engine's Lease instead (--peering).
