@@ -334,6 +334,9 @@ class Run:
     """Seconds from patching one provider to its status showing the change."""
     changed: list[float]
     """Plan plus write seconds of each pass a single change caused, from the log."""
+    marked: int = 0
+    """NodeNotReady Events the lifecycle controller emitted while the operator ran (from
+    its start to its stop, single changes included; not the baseline's or the clean-up's)."""
 
     @property
     def ratio(self) -> float:
@@ -364,7 +367,7 @@ def measure_baseline(c: cluster.Cluster, host: Host, args: argparse.Namespace) -
 
 def measure_operator(
     c: cluster.Cluster, host: Host, args: argparse.Namespace
-) -> tuple[list[float], list[tuple[float, int]], list[float], list[float]] | None:
+) -> tuple[list[float], list[tuple[float, int]], list[float], list[float], int] | None:
     """Time the operator from start to converged, then single changes; clean up."""
     create_objects(host, args.providers, args.pools)
     before = apiserver_requests(c)
@@ -372,6 +375,7 @@ def measure_operator(
     log = log_path.open("wb")  # the operator writes to it until the end
     own_reads = sum(host.requests.counts.values())
     plane_cpu = control_plane_cpu(c)
+    marks_before = set(lifecycle_events(c)) if not args.no_controller_manager else set()
     started = time.monotonic()
     command = [sys.executable, "-m", "fedcompute", "run", "--kubeconfig", str(c.kubeconfig)]
     proc = subprocess.Popen([*command, "--standalone"], stdout=log, stderr=subprocess.STDOUT)
@@ -392,6 +396,9 @@ def measure_operator(
         mark = log_path.stat().st_size
         end_to_end = single_changes(host, args.changes)
         rss = peak_rss_mb(proc.pid)
+        marked = (
+            len(set(lifecycle_events(c)) - marks_before) if not args.no_controller_manager else 0
+        )
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -407,7 +414,7 @@ def measure_operator(
         if int(m.group(2)) > 0
     ]
     clean(c, host)
-    return [op_time, op_requests, op_cpu, op_plane_cpu, rss], passes, end_to_end, changed
+    return [op_time, op_requests, op_cpu, op_plane_cpu, rss], passes, end_to_end, changed, marked
 
 
 def single_changes(host: Host, n: int) -> list[float]:
@@ -434,18 +441,22 @@ def single_changes(host: Host, n: int) -> list[float]:
     return latencies
 
 
-def lifecycle_marks(c: cluster.Cluster) -> list[str]:
-    """Virtual nodes the node lifecycle controller ever marked (its NodeNotReady events)."""
+def lifecycle_events(c: cluster.Cluster) -> dict[str, str]:
+    """The node lifecycle controller's NodeNotReady Events on virtual nodes: Event uid ->
+    node name (a node recreated under the same name gets Events of its own)."""
     text = c.kubectl(
         "get", "events", "-A", "--field-selector", "involvedObject.kind=Node", "-o", "json"
     ).stdout
-    return sorted(
-        {
-            e["involvedObject"]["name"]
-            for e in json.loads(text)["items"]
-            if e.get("reason") == "NodeNotReady" and e["involvedObject"]["name"].startswith("fc-")
-        }
-    )
+    return {
+        e["metadata"]["uid"]: e["involvedObject"]["name"]
+        for e in json.loads(text)["items"]
+        if e.get("reason") == "NodeNotReady" and e["involvedObject"]["name"].startswith("fc-")
+    }
+
+
+def lifecycle_marks(c: cluster.Cluster) -> list[str]:
+    """Virtual nodes the node lifecycle controller ever marked (its NodeNotReady events)."""
+    return sorted(set(lifecycle_events(c).values()))
 
 
 def report(run: Run, index: int) -> None:
@@ -461,6 +472,7 @@ def report(run: Run, index: int) -> None:
         f"{run.op_plane_cpu:.1f}"
     )
     print(f"operator peak RSS: {run.rss:.0f} MB")
+    print(f"NodeNotReady Events while the operator ran: {run.marked}")
     plan_times = [p for p, _ in run.passes]
     print(
         f"operator passes: {len(run.passes)}, plan time max {max(plan_times, default=0):.2f} s "
@@ -513,8 +525,17 @@ def run_size(args: argparse.Namespace, providers: int, pools: int) -> SizeResult
             measured = measure_operator(c, host, args)
             if measured is None:
                 return None
-            op, passes, end_to_end, changed = measured
-            runs.append(Run(*base, *op, passes=passes, end_to_end=end_to_end, changed=changed))
+            op, passes, end_to_end, changed, marked = measured
+            runs.append(
+                Run(
+                    *base,
+                    *op,
+                    passes=passes,
+                    end_to_end=end_to_end,
+                    changed=changed,
+                    marked=marked,
+                )
+            )
             report(runs[-1], index)
         marked = [] if args.no_controller_manager else lifecycle_marks(c)
         return SizeResult(providers, pools, runs, marked)
@@ -540,8 +561,12 @@ def main() -> int:
     parser = arguments(__doc__.splitlines()[0])
     parser.add_argument("--providers", type=int, default=1000)
     parser.add_argument("--pools", type=int, default=50)
-    parser.add_argument("--rss-target", type=float, default=300, help="MB")
+    parser.add_argument(
+        "--rss-target", type=float, default=None, help="MB (300 up to 1,000 providers, else 400)"
+    )
     args = parser.parse_args()
+    if args.rss_target is None:
+        args.rss_target = 300.0 if args.providers <= 1000 else 400.0
     result = run_size(args, args.providers, args.pools)
     if result is None:
         return 1
