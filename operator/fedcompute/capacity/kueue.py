@@ -318,7 +318,7 @@ def plan_export(
             taken.append(f"{'ClusterQueue' if collection == QUEUES else 'ResourceFlavor'} {name}")
         elif _differs(spec, body):
             patch: Json = {"spec": dict(spec)}
-            for key in _OPTIONAL if collection == QUEUES else ():
+            for key in _OPTIONAL:
                 if key in (body.get("spec") or {}) and key not in spec:
                     patch["spec"][key] = None
             target.append(PatchObject(owner, collection, path, name, patch))

@@ -19,6 +19,8 @@ import fedcompute
 from fedcompute.api import API_VERSION
 
 GROUP_PATH: Final = f"/apis/{API_VERSION}"
+USER_AGENT: Final = f"fedcompute/{fedcompute.__version__}"
+"""The operator's user agent; the API server names its field manager after it."""
 MERGE: Final = "application/merge-patch+json"
 
 Json = dict[str, Any]
@@ -70,7 +72,7 @@ class Host:
         api = client.ApiClient(configuration)
         # The API server names the field manager of each write after the user agent: this
         # makes managedFields say "fedcompute" rather than the client library's default.
-        api.user_agent = f"fedcompute/{fedcompute.__version__}"
+        api.user_agent = USER_AGENT
         return cls(api)
 
     def close(self) -> None:

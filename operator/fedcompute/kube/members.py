@@ -70,10 +70,9 @@ import urllib3
 import urllib3.connection
 from kubernetes.client import ApiClient, Configuration
 
-import fedcompute
 from fedcompute.api.common import LabelSelector
 from fedcompute.api.provider import ComputeProvider, KubeconfigSecretRef, Reason
-from fedcompute.kube.host import Host, HostError
+from fedcompute.kube.host import USER_AGENT, Host, HostError
 from fedcompute.kube.kubeconfigs import (
     IPNetwork,
     KubeconfigError,
@@ -462,7 +461,7 @@ class MemberClient:
         except BaseException:
             self.close()
             raise
-        self.api.user_agent = f"fedcompute/{fedcompute.__version__}"
+        self.api.user_agent = USER_AGENT
 
     def close(self) -> None:
         """Close the connections and release the key material."""
